@@ -1,0 +1,77 @@
+"""reneg-video: ReNeg negative embeddings for text-to-video diffusion.
+
+One call reads top to bottom, each step in the module named for it::
+
+    neg = reneg_video.load_embedding("sd2.1_reneg_emb.bin")      # embedding.py
+    pipe = reneg_video.load_pipeline("zeroscope")                 # pipeline.py (specs.py, standins.py)
+    reneg_video.attach(pipe, neg)                                 # inject.py (encoders.py matches)
+    frames = pipe(prompt="a corgi surfing a wave").frames[0]      # generate.py wraps this for the CLI
+    reneg_video.export_video(frames, "corgi.mp4", fps=8)          # export.py
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .embedding import NegativeEmbedding, load_embedding
+from .errors import (
+    EmbeddingFileError,
+    EncoderMismatchError,
+    ExportError,
+    ModelNotFoundError,
+    ReNegError,
+    SpecError,
+    TextualInversionError,
+    UnsafeFileError,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+# Heavy imports (diffusers, transformers) load on first use, so `load_embedding` stays quick.
+_LAZY = {
+    "load_pipeline": "pipeline",
+    "attach": "inject",
+    "detach": "inject",
+    "export_video": "export",
+    "list_models": "specs",
+    "load_spec": "specs",
+    "AdapterSpec": "specs",
+}
+
+if TYPE_CHECKING:
+    from .export import export_video
+    from .inject import attach, detach
+    from .pipeline import load_pipeline
+    from .specs import AdapterSpec, list_models, load_spec
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'reneg_video' has no attribute {name!r}")
+
+
+__all__ = [
+    "AdapterSpec",
+    "EmbeddingFileError",
+    "EncoderMismatchError",
+    "ExportError",
+    "ModelNotFoundError",
+    "NegativeEmbedding",
+    "ReNegError",
+    "SpecError",
+    "TextualInversionError",
+    "UnsafeFileError",
+    "UsageError",
+    "attach",
+    "detach",
+    "export_video",
+    "list_models",
+    "load_embedding",
+    "load_pipeline",
+    "load_spec",
+]
