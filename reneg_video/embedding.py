@@ -120,7 +120,9 @@ def load_embedding(path: str | os.PathLike[str]) -> NegativeEmbedding:
     if family.masked and mask is None:
         mask = infer_t5_mask(tensor)
     if not family.masked and mask is not None:
-        raise EmbeddingFileError(f"{path}: has a mask but {family.description} uses none; remove the mask tensor")
+        raise EmbeddingFileError(
+            f"{path}: has a mask but {family.description} uses none; remove the mask tensor"
+        )
     if mask is not None and (mask.shape != (1, tensor.shape[1]) or not bool(mask.any())):
         raise EmbeddingFileError(
             f"{path}: mask of shape {list(mask.shape)} with {int(mask.sum())} kept tokens; expected "
@@ -138,7 +140,9 @@ def load_embedding(path: str | os.PathLike[str]) -> NegativeEmbedding:
 
 def _read_checked_bytes(path: Path) -> bytes:
     if not path.exists():
-        raise EmbeddingFileError(f"{path}: no such file; pass the path of an embedding file (.bin or .safetensors)")
+        raise EmbeddingFileError(
+            f"{path}: no such file; pass the path of an embedding file (.bin or .safetensors)"
+        )
     if path.is_dir():
         raise EmbeddingFileError(f"{path}: is a directory; pass the embedding file inside it")
     suffix = path.suffix.lower()
@@ -177,7 +181,9 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
                 f"{path}: the pickle asks to load {name}, which weights-only loading refuses (nothing was run); "
                 "do not use this file, or get it as .safetensors from a trusted source"
             ) from None
-        raise EmbeddingFileError(f"{path}: not a readable torch file ({_first_line(exc)}); download it again") from None
+        raise EmbeddingFileError(
+            f"{path}: not a readable torch file ({_first_line(exc)}); download it again"
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError) as exc:
         raise EmbeddingFileError(
             f"{path}: truncated or corrupt torch file ({_first_line(exc)}); download it again"
@@ -193,7 +199,9 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
             f"{path}: a dict with keys {sorted(map(str, obj))[:6]}; expected a bare tensor as in the released "
             "ReNeg files; save the embedding tensor itself"
         )
-    raise EmbeddingFileError(f"{path}: holds a {type(obj).__name__}; expected a tensor of shape {describe_shapes()}")
+    raise EmbeddingFileError(
+        f"{path}: holds a {type(obj).__name__}; expected a tensor of shape {describe_shapes()}"
+    )
 
 
 def _refuse_textual_inversion(path: Path, obj: dict) -> None:
@@ -237,7 +245,9 @@ def _load_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, di
             mask = mask.to(torch.bool)
         declared = metadata.get("family")
         if declared is not None and declared not in FAMILIES:
-            raise EmbeddingFileError(f"{path}: unknown family {declared!r}; expected one of {sorted(FAMILIES)}")
+            raise EmbeddingFileError(
+                f"{path}: unknown family {declared!r}; expected one of {sorted(FAMILIES)}"
+            )
         return tensors["embedding"], mask, metadata
     _refuse_textual_inversion(path, tensors)
     if len(tensors) != 1:
@@ -252,16 +262,22 @@ def _validate_tensor(path: Path, tensor: torch.Tensor) -> EncoderFamily:
         raise EmbeddingFileError(f"{path}: holds a {type(tensor).__name__}; expected a tensor")
     shape = list(tensor.shape)
     if not tensor.dtype.is_floating_point:
-        raise EmbeddingFileError(f"{path}: dtype {tensor.dtype}; expected a float tensor; re-save it as float32")
+        raise EmbeddingFileError(
+            f"{path}: dtype {tensor.dtype}; expected a float tensor; re-save it as float32"
+        )
     if tensor.dim() != 3 or shape[0] != 1:
         hint = " (add the batch axis: tensor[None])" if tensor.dim() == 2 else ""
         raise EmbeddingFileError(f"{path}: shape {shape}; expected [1, tokens, width]{hint}")
     family = family_for_shape(shape[1], shape[2])
     if family is None:
-        raise EmbeddingFileError(f"{path}: shape {shape} matches no known text encoder; expected {describe_shapes()}")
+        raise EmbeddingFileError(
+            f"{path}: shape {shape} matches no known text encoder; expected {describe_shapes()}"
+        )
     if not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
-        raise EmbeddingFileError(f"{path}: {bad} NaN/Inf values; expected finite numbers; the file is damaged")
+        raise EmbeddingFileError(
+            f"{path}: {bad} NaN/Inf values; expected finite numbers; the file is damaged"
+        )
     return family
 
 

@@ -95,7 +95,9 @@ def infer_t5_mask(tensor: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def check_family(embedding_family: EncoderFamily, target: EncoderFamily, target_name: str, source: str) -> None:
+def check_family(
+    embedding_family: EncoderFamily, target: EncoderFamily, target_name: str, source: str
+) -> None:
     """Refuse an embedding from another encoder space, naming both widths."""
     if embedding_family != target:
         raise EncoderMismatchError(

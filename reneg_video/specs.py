@@ -1,0 +1,174 @@
+"""Adapter specs: one small declarative TOML file per target model.
+
+A spec says which diffusers pipeline a model uses, which text-encoder family it reads (and so which
+embeddings fit), how many tokens and whether a mask goes with them, its defaults and its size rules.
+Adding a model whose encoder family is known takes a spec file, not code: put it in a folder named by
+`RENEG_VIDEO_ADAPTERS` (os.pathsep-separated), in `~/.config/reneg-video/adapters/`, or pass it with
+`--adapter PATH`.
+
+The built-in specs live in the top-level `adapters/` folder, shipped inside the package as
+`reneg_video/specs/`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import tomllib
+
+from .encoders import FAMILIES, EncoderFamily
+from .errors import SpecError
+
+USER_ADAPTER_DIR = Path("~/.config/reneg-video/adapters").expanduser()
+ADAPTERS_ENV = "RENEG_VIDEO_ADAPTERS"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    frames: int
+    height: int
+    width: int
+    fps: int
+    steps: int
+    guidance: float
+    scheduler: str | None = None  # a diffusers scheduler class name; None keeps the one the model ships
+
+
+@dataclass(frozen=True)
+class Rules:
+    size_multiple: int  # height and width must be multiples of this (the VAE/patch grid)
+    frame_step: int = 1  # frames must be frame_step * k + frame_offset (LTX-Video: 8k+1)
+    frame_offset: int = 0
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """How to load a target model and feed it a negative embedding."""
+
+    name: str
+    pipeline: str  # diffusers pipeline class name
+    encoder: str  # an encoders.FAMILIES key
+    tokens: int  # token count the pipeline's text branch produces
+    mask: bool  # the pipeline takes negative_prompt_attention_mask
+    # "prompts": the pipeline repeats a given negative per video (SD, ZeroScope, PixArt);
+    # "videos": it uses it as given, so it must already have prompts x videos rows (LTX-Video).
+    negative_batch: str
+    kind: str  # "video" or "image"
+    defaults: Defaults
+    rules: Rules
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    repo_id: str | None = None  # Hugging Face repo, loaded from the local cache only
+    standin: bool = False  # built offline with seeded random weights: outputs noise
+    gpu_dtype: str = "float16"
+    fps_arg: str | None = None  # pipeline argument taking the frame rate (LTX: frame_rate)
+    call_kwargs: dict = field(default_factory=dict)  # extra arguments for every pipeline call
+    source: str = ""  # the file this spec came from
+
+    @property
+    def family(self) -> EncoderFamily:
+        return FAMILIES[self.encoder]
+
+    def frames_ok(self, frames: int) -> bool:
+        return (
+            frames > 0 and frames % self.rules.frame_step == self.rules.frame_offset % self.rules.frame_step
+        )
+
+    def frames_rule(self) -> str:
+        r = self.rules
+        return "any positive count" if r.frame_step == 1 else f"{r.frame_step}k+{r.frame_offset}"
+
+
+_KINDS = ("video", "image")
+_BATCH = ("prompts", "videos")
+
+
+def parse_spec(data: dict, source: str) -> AdapterSpec:
+    """Build a spec from parsed TOML, refusing unknown or missing keys with the file named."""
+    try:
+        defaults = _build(Defaults, data.pop("defaults"), f"{source} [defaults]")
+        rules = _build(Rules, data.pop("rules"), f"{source} [rules]")
+    except KeyError as exc:
+        raise SpecError(
+            f"{source}: missing table [{exc.args[0]}]; see adapters/zeroscope.toml for the layout"
+        ) from None
+    data["aliases"] = tuple(data.get("aliases", ()))
+    spec = _build(AdapterSpec, {**data, "defaults": defaults, "rules": rules, "source": source}, source)
+    if spec.encoder not in FAMILIES:
+        raise SpecError(f"{source}: encoder {spec.encoder!r} is unknown; expected one of {sorted(FAMILIES)}")
+    if spec.tokens not in spec.family.tokens:
+        raise SpecError(f"{source}: tokens {spec.tokens} is not a {spec.encoder} count {spec.family.tokens}")
+    if spec.mask != spec.family.masked:
+        raise SpecError(
+            f"{source}: mask={spec.mask} contradicts the {spec.encoder} family (masked={spec.family.masked})"
+        )
+    if spec.kind not in _KINDS or spec.negative_batch not in _BATCH:
+        raise SpecError(f"{source}: kind must be one of {_KINDS} and negative_batch one of {_BATCH}")
+    if not spec.standin and not spec.repo_id:
+        raise SpecError(f"{source}: a real model needs repo_id (the Hugging Face repo of its weights)")
+    return spec
+
+
+def _build(cls, table: dict, source: str):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise SpecError(f"{source}: unknown keys {unknown}; expected some of {sorted(names)}")
+    try:
+        return cls(**table)
+    except TypeError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> AdapterSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such adapter spec; pass the path of a .toml spec file") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(f"{path}: not a readable TOML spec ({exc}); fix the file") from None
+    return parse_spec(data, str(path))
+
+
+def _spec_files() -> list[Path]:
+    builtin = resources.files("reneg_video") / "specs"
+    files = sorted(Path(str(p)) for p in builtin.iterdir() if p.name.endswith(".toml"))
+    folders = [Path(d) for d in os.environ.get(ADAPTERS_ENV, "").split(os.pathsep) if d]
+    folders.append(USER_ADAPTER_DIR)
+    for folder in folders:
+        if folder.is_dir():
+            files.extend(sorted(folder.glob("*.toml")))
+    return files
+
+
+def registry() -> dict[str, AdapterSpec]:
+    """Every known spec by name and alias; user specs may override built-in ones."""
+    table: dict[str, AdapterSpec] = {}
+    for path in _spec_files():
+        spec = load_spec_file(path)
+        for key in (spec.name, *spec.aliases):
+            table[key.lower()] = spec
+    return table
+
+
+def list_models() -> list[str]:
+    """Names of every known model (built-in and user specs), stand-ins included."""
+    return sorted({spec.name for spec in registry().values()})
+
+
+def load_spec(name_or_path: str | os.PathLike[str]) -> AdapterSpec:
+    """A spec by model name or alias, or from a .toml file path."""
+    text = str(name_or_path)
+    if text.endswith(".toml"):
+        return load_spec_file(text)
+    specs = registry()
+    spec = specs.get(text.lower())
+    if spec is None:
+        raise SpecError(
+            f"unknown model {text!r}; expected one of {list_models()} or a spec file (--adapter PATH.toml)"
+        )
+    return spec

@@ -1,0 +1,304 @@
+"""Offline stand-ins: the real diffusers/transformers classes with seeded random weights.
+
+Each stand-in has tiny depth but the real text width and token count of the model it stands for, so the
+released ReNeg embeddings fit it. Stand-ins of one encoder family share bit-identical text encoders
+(as SD2.1 and ZeroScope really do). They are built once, written with `save_pretrained` into a cache
+folder, and then loaded through the same `from_pretrained` path as real models.
+
+Everything they generate is noise: they exist for demos and tests, never for quality results.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .atomic import atomic_dir
+from .encoders import CLIP_TOKENS, LTX_T5_TOKENS, EncoderFamily
+from .specs import AdapterSpec
+
+# Bump when a builder changes, so stale caches are rebuilt rather than reused.
+STANDIN_VERSION = "1"
+CACHE_ENV = "RENEG_VIDEO_CACHE"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path("~/.cache/reneg-video").expanduser()) / "standins"
+
+
+def standin_path(spec: AdapterSpec) -> Path:
+    """The folder holding the stand-in, built on first use."""
+    folder = cache_root() / f"{spec.name}-v{STANDIN_VERSION}"
+    if not (folder / "model_index.json").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        pipe = BUILDERS[spec.pipeline](spec)
+        try:
+            with atomic_dir(folder) as tmp:
+                pipe.save_pretrained(tmp)
+        except OSError:
+            # Another process finished the same build first; its folder is complete.
+            if not (folder / "model_index.json").exists():
+                raise
+    return folder
+
+
+def _seed(name: str) -> None:
+    torch.manual_seed(zlib.crc32(name.encode()))
+
+
+# --- tokenizers (built from generated vocabularies: nothing is downloaded) ---------------------------
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2/CLIP byte-to-unicode alphabet: every byte gets a printable character."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def clip_tokenizer():
+    """A character-level CLIP BPE tokenizer (no merges) with CLIP's special tokens and 77 positions."""
+    from transformers import CLIPTokenizer
+
+    chars = _byte_chars()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_TOKENS)
+
+
+def t5_tokenizer():
+    """A character-level T5 (unigram) tokenizer: pad 0, eos 1, unk 2, as in T5's real vocabulary."""
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(chr(c), -3.0) for c in range(ord("!"), ord("~") + 1)]
+    pieces += [("\u2581" + chr(c), -2.5) for c in range(ord("a"), ord("z") + 1)]
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=LTX_T5_TOKENS)
+
+
+# --- text encoders: one per family, seeded by the family name --------------------------------------
+
+
+def text_encoder(family: EncoderFamily, vocab_size: int):
+    _seed(family.name)
+    if family.name == "t5-v1_1-xxl":
+        from transformers import T5Config, T5EncoderModel
+
+        config = T5Config(
+            vocab_size=vocab_size,
+            d_model=family.width,
+            d_kv=64,
+            d_ff=256,
+            num_layers=1,
+            num_heads=2,
+            feed_forward_proj="gated-gelu",  # T5 v1.1
+            relative_attention_num_buckets=32,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+        return T5EncoderModel(config).eval()
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=family.width,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=CLIP_TOKENS,
+        hidden_act="quick_gelu" if family.name == "clip-vit-l-14" else "gelu",
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def _clip_parts(spec: AdapterSpec):
+    tokenizer = clip_tokenizer()
+    return tokenizer, text_encoder(spec.family, len(tokenizer))
+
+
+def _sd_vae(seed_name: str):
+    from diffusers import AutoencoderKL
+
+    _seed(seed_name)
+    # Four levels: the real SD VAE's 8x spatial downsampling, at tiny width.
+    return AutoencoderKL(
+        block_out_channels=(8, 16, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+
+
+def _ddim(**extra):
+    from diffusers import DDIMScheduler
+
+    # The SD / ZeroScope training schedule: scaled_linear betas 0.00085..0.012.
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        **extra,
+    )
+
+
+def build_text_to_video_sd(spec: AdapterSpec):
+    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = UNet3DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=spec.family.width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        sample_size=8,
+    )
+    return TextToVideoSDPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_ddim(),
+    )
+
+
+def build_stable_diffusion(spec: AdapterSpec):
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=spec.family.width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        sample_size=8,
+    )
+    # SD2.1-768 is v-prediction; SD1.5 predicts epsilon.
+    prediction = "v_prediction" if spec.encoder == "openclip-vit-h-14" else "epsilon"
+    return StableDiffusionPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_ddim(prediction_type=prediction),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_ltx(spec: AdapterSpec):
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+
+    tokenizer = t5_tokenizer()
+    encoder = text_encoder(spec.family, len(tokenizer))
+    _seed(spec.name + "/transformer")
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=1,
+        caption_channels=spec.family.width,
+    )
+    _seed(spec.name + "/vae")
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False, False, False, False, False),
+        upsample_residual=(False, False, False, False),
+        upsample_factor=(1, 1, 1, 1),
+        timestep_conditioning=False,
+        patch_size=1,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    return LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+
+
+def build_pixart_alpha(spec: AdapterSpec):
+    from diffusers import PixArtAlphaPipeline, PixArtTransformer2DModel
+
+    tokenizer = t5_tokenizer()
+    encoder = text_encoder(spec.family, len(tokenizer))
+    _seed(spec.name + "/transformer")
+    transformer = PixArtTransformer2DModel(
+        sample_size=8,
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_channels=spec.family.width,
+        in_channels=4,
+        cross_attention_dim=16,
+        out_channels=8,  # learned sigma: epsilon and variance, as PixArt-alpha
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    return PixArtAlphaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        vae=_sd_vae(spec.name + "/vae"),
+        transformer=transformer,
+        scheduler=_ddim(),
+    )
+
+
+BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
+    "TextToVideoSDPipeline": build_text_to_video_sd,
+    "StableDiffusionPipeline": build_stable_diffusion,
+    "LTXPipeline": build_ltx,
+    "PixArtAlphaPipeline": build_pixart_alpha,
+}
