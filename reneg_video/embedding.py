@@ -14,10 +14,12 @@ Textual-inversion files (token embeddings, not text-encoder outputs) are recogni
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
-import re
+import pickletools
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +168,31 @@ def _read_checked_bytes(path: Path) -> bytes:
     return raw
 
 
-_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)|GLOBAL ([\w.]+) was not an allowed global")
+# Globals a torch.save'd tensor legitimately names.
+_SAFE_MODULES = ("torch", "collections", "builtins", "_codecs", "numpy")
+
+
+def _pickle_globals(raw: bytes) -> list[str]:
+    """The globals a pickle would import, found by parsing its opcodes (nothing is executed)."""
+    if raw[:2] == b"PK":  # torch's zip container: the pickle is the data.pkl member
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                raw = z.read(member) if member else b""
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+            return []
+    found, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(raw):
+            if opcode.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except (ValueError, EOFError, KeyError, IndexError, struct.error, UnicodeDecodeError):
+        pass  # a corrupt tail: keep what was parsed
+    return found
 
 
 def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
@@ -174,9 +200,9 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
         # weights_only=True and never anything less safe: a refused file stays refused.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = _UNSAFE_GLOBAL.search(str(exc))
-        if found:
-            name = found.group(1) or found.group(2)
+        unsafe = [g for g in _pickle_globals(raw) if not g.startswith(_SAFE_MODULES)]
+        if unsafe:
+            name = unsafe[0]
             raise UnsafeFileError(
                 f"{path}: the pickle asks to load {name}, which weights-only loading refuses (nothing was run); "
                 "do not use this file, or get it as .safetensors from a trusted source"

@@ -1,0 +1,41 @@
+"""The README's own examples run: the quick-start command and the Python API block."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from reneg_video.cli import main
+from reneg_video.export import validate_gif, validate_mp4
+
+from .conftest import REPO, SHARED
+
+README = (REPO / "README.md").read_text()
+
+
+def _code_blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
+    command = _code_blocks("bash")[0].strip().split(" && ")[-1]
+    argv = shlex.split(command)
+    assert argv[0] == "reneg-video"
+    argv = [a.replace("../shared", str(SHARED)).replace("samples/out", str(tmp_path)) for a in argv[1:]]
+    assert main([*argv, "--quiet"]) == 0, capsys.readouterr().err
+    validate_mp4(tmp_path / "corgi.mp4", 8)
+    validate_gif(tmp_path / "corgi.gif", 8)
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (REPO / ".ci" / "run").read_text()
+    test_command = _code_blocks("bash")[1].strip().split(" && ")[-1]
+    assert test_command in ci
+
+
+def test_readme_python_api_runs(tmp_path, monkeypatch):
+    code = _code_blocks("python")[0]
+    code = code.replace("../shared", str(SHARED)).replace("samples/out", str(tmp_path))
+    exec(compile(code, "README.md", "exec"), {})
+    assert validate_mp4(Path(tmp_path) / "api.mp4", 8)["frames"] == 8
