@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import reneg_video
@@ -31,11 +33,8 @@ def test_standin_mirrors_the_real_model(name):
 
 def test_a_new_model_needs_only_a_spec(tmp_path, monkeypatch, sd21_file):
     spec_file = tmp_path / "my-video.toml"
-    spec_file.write_text(
-        (
-            reneg_video.load_spec("tiny-zeroscope").source and open(load_spec("tiny-zeroscope").source).read()
-        ).replace('name = "tiny-zeroscope"', 'name = "my-video"\naliases = ["mine"]')
-    )
+    text = Path(load_spec("tiny-zeroscope").source).read_text()
+    spec_file.write_text(text.replace('name = "tiny-zeroscope"', 'name = "my-video"\naliases = ["mine"]'))
     monkeypatch.setenv("RENEG_VIDEO_ADAPTERS", str(tmp_path))
     assert "my-video" in list_models()
     pipe = reneg_video.load_pipeline("mine")
@@ -54,7 +53,7 @@ def test_a_new_model_needs_only_a_spec(tmp_path, monkeypatch, sd21_file):
     ],
 )
 def test_bad_specs_are_refused(tmp_path, edit, word):
-    text = open(load_spec("tiny-zeroscope").source).read().replace(*edit)
+    text = Path(load_spec("tiny-zeroscope").source).read_text().replace(*edit)
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(SpecError, match=word):
