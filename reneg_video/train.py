@@ -1,0 +1,521 @@
+"""`reneg-train`: learn a ReNeg negative embedding (ReFL + classifier-free guidance in the loop).
+
+Per optimizer step (arXiv 2412.19637; ReFL in ImageReward's ReFL.py):
+1. prompts and initial noise are drawn from the global sample index (so 2 processes x batch 2 see the
+   same samples as 1 process x batch 4) and a gradient step k in [grad_step_min, grad_step_max] steps
+   before the end of the T-step DDIM chain is drawn from the step number;
+2. the chain runs without gradient down to that step, with the current embedding on the negative branch;
+3. one step with gradient: eps = eps(x_t, neg) + w * (eps(x_t, c) - eps(x_t, neg)), x0 predicted by the
+   scheduler (epsilon or v-prediction; learned-sigma channels dropped), decoded by the VAE;
+4. a differentiable reward scores the decoded frames; loss relu(2 - r) (ReFL) or -r; AdamW + cosine.
+Only the embedding trains. Under `accelerate launch` its gradient is all-reduced (DDP).
+
+Shape legend: B samples, C latent channels, F frames, h/w latent size, T tokens, D width.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .atomic import atomic_dir, atomic_path
+from .embedding import NegativeEmbedding, load_embedding
+from .encoders import check_family, match_tokens
+from .errors import ReNegError, UsageError
+from .train_config import TrainConfig, config_from_args
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "state.pt"
+# Seeds of validation samples start here, far from any training sample index.
+VAL_SEED_OFFSET = 10**12
+# ReFL's loss margin: loss = relu(REFL_MARGIN - reward) (ImageReward ReFL.py uses 2).
+REFL_MARGIN = 2.0
+TRAINABLE_PIPELINES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "PixArtAlphaPipeline")
+
+
+class NegativeParameter(nn.Module):
+    """The only trainable tensor. A module so that DDP can all-reduce its gradient."""
+
+    def __init__(self, init: torch.Tensor) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(init.detach().clone().float())
+
+    def forward(self) -> torch.Tensor:
+        return self.embedding
+
+
+def _generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded from integer keys (seed, sample index, ...)."""
+    seed = 0
+    for key in keys:
+        seed = (seed * 1_000_003 + int(key)) % (2**63)
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+class Backbone:
+    """The frozen model seen by the trainer: prompt encoding, one CFG denoiser call, decoding."""
+
+    def __init__(self, pipe, spec, config: TrainConfig, device: torch.device) -> None:
+        from diffusers import DDIMScheduler
+
+        if spec.pipeline not in TRAINABLE_PIPELINES:
+            raise UsageError(
+                f"--model {spec.name}: training on {spec.pipeline} is not supported yet; expected a model using "
+                f"{', '.join(TRAINABLE_PIPELINES)} (train LTX-Video's T5 space on pixart-alpha and transfer)"
+            )
+        self.pipe, self.spec, self.device = pipe, spec, device
+        self.video = spec.kind == "video"
+        self.denoiser = pipe.unet if hasattr(pipe, "unet") and pipe.unet is not None else pipe.transformer
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.scheduler.set_timesteps(config.sampling_steps, device=device)
+        defaults = spec.defaults
+        self.guidance = defaults.guidance if config.guidance is None else config.guidance
+        self.height = config.height or defaults.height
+        self.width = config.width or defaults.width
+        self.frames = (config.frames or defaults.frames) if self.video else 1
+        self.frame_select = config.frame_select
+        scale = pipe.vae_scale_factor
+        if self.height % scale or self.width % scale:
+            raise UsageError(f"--height/--width {self.height}x{self.width}: expected multiples of {scale}")
+        self.latent_hw = (self.height // scale, self.width // scale)
+        channels = self.denoiser.config.in_channels
+        self.latent_shape = (
+            (channels, self.frames, *self.latent_hw) if self.video else (channels, *self.latent_hw)
+        )
+        for module in (pipe.vae, pipe.text_encoder, self.denoiser):
+            module.requires_grad_(False)
+            module.eval()
+        if config.gradient_checkpointing:
+            self.denoiser.enable_gradient_checkpointing()
+            pipe.vae.enable_gradient_checkpointing()
+        if self.video:
+            pipe.vae.enable_slicing()  # decode frame by frame: the decode is the memory peak
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Positive prompt embeddings [B, T, D] and mask [B, T] (masked families) or None."""
+        if self.spec.mask:
+            embeds, mask, _, _ = self.pipe.encode_prompt(
+                prompts,
+                do_classifier_free_guidance=False,
+                device=self.device,
+                max_sequence_length=self.spec.tokens,
+            )
+            return embeds.float(), mask.bool()
+        embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+        return embeds.float(), None
+
+    def null_embedding(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's encoding of '' (ReNeg's initialisation). Masked-out rows are made identical, so the
+        released bare-tensor format keeps the mask recoverable (as in the PixArt-alpha file)."""
+        embeds, mask = self.encode([""])
+        embeds = embeds[:1].cpu()
+        if mask is None:
+            return embeds, None
+        mask = mask[:1].cpu()
+        kept = int(mask[0].sum())
+        if kept < embeds.shape[1]:
+            embeds[0, kept:] = embeds[0, kept]
+        return embeds, mask
+
+    def noise(self, indices: list[int], seed: int) -> torch.Tensor:
+        """Initial latents [B, ...], each drawn from its own global sample index."""
+        rows = [torch.randn(self.latent_shape, generator=_generator(seed, i)) for i in indices]
+        return torch.stack(rows).to(self.device) * self.scheduler.init_noise_sigma
+
+    def guided(self, latents, t, neg, neg_mask, pos, pos_mask) -> torch.Tensor:
+        """CFG noise prediction with the negative branch on `neg` [1, T, D]."""
+        b = latents.shape[0]
+        context = torch.cat([neg.expand(b, -1, -1).to(pos.dtype), pos])
+        model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        if self.spec.mask:
+            mask = torch.cat([neg_mask.expand(b, -1), pos_mask]).to(self.device)
+            out = self.denoiser(
+                model_in,
+                encoder_hidden_states=context,
+                encoder_attention_mask=mask,
+                timestep=t.expand(2 * b),
+                added_cond_kwargs={"resolution": None, "aspect_ratio": None},
+            ).sample
+        else:
+            out = self.denoiser(model_in, t, encoder_hidden_states=context).sample
+        if out.shape[1] == 2 * latents.shape[1]:  # learned sigma (PixArt-alpha): keep the mean prediction
+            out = out[:, : latents.shape[1]]
+        uncond, cond = out.float().chunk(2)
+        return uncond + self.guidance * (cond - uncond)
+
+    def step(self, noise_pred, t, latents):
+        return self.scheduler.step(noise_pred, t, latents)
+
+    def frame_indices(self, sample_index: int, seed: int) -> list[int]:
+        f = self.frames
+        sel = self.frame_select
+        if sel == "all" or f == 1:
+            return list(range(f))
+        named = {"first": [0], "middle": [f // 2], "last": [f - 1], "first,middle,last": [0, f // 2, f - 1]}
+        if sel in named:
+            return sorted(set(named[sel]))
+        k = min(int(sel.split(":")[1]), f)
+        return sorted(torch.randperm(f, generator=_generator(seed, sample_index, 7))[:k].tolist())
+
+    def decode(self, latents: torch.Tensor, frames: list[list[int]]) -> list[torch.Tensor]:
+        """Decode x0 latents to per-sample frames [F', 3, H, W] in [0, 1] (differentiable)."""
+        vae = self.pipe.vae
+        if self.video:
+            picked = torch.stack([latents[i, :, idx] for i, idx in enumerate(frames)])  # [B, C, F', h, w]
+            flat = rearrange(picked, "b c f h w -> (b f) c h w")
+        else:
+            flat = latents
+        images = vae.decode(flat.to(vae.dtype) / vae.config.scaling_factor).sample.float()
+        images = (images / 2 + 0.5).clamp(0, 1)
+        counts = [len(idx) for idx in frames]
+        return list(images.split(counts))
+
+
+class Trainer:
+    """Everything a run needs; `train()` runs it. Pass `reward=` to use a reward object of your own."""
+
+    def __init__(self, config: TrainConfig, reward=None) -> None:
+        from accelerate import Accelerator
+
+        from .pipeline import load_pipeline, resolve_spec
+
+        self.config = config
+        self.accelerator = Accelerator(
+            cpu=config.cpu,
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+        )
+        self.main = self.accelerator.is_main_process
+        self.out = Path(config.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {self.out}: is a file; expected a folder")
+        if not self.out.parent.is_dir():
+            raise UsageError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
+        self.train_prompts, self.val_prompts = self._prompts()
+        self.spec = resolve_spec(config.model)
+        init_file = None
+        if config.init not in ("null",) and not config.init.startswith("prompt:"):
+            init_file = load_embedding(config.init)
+            check_family(init_file.family, self.spec.family, self.spec.name, config.init)
+        if reward is None:
+            from .rewards import load_reward_spec
+
+            kwargs = {
+                k: v
+                for k, v in (
+                    ("checkpoint", config.reward_checkpoint),
+                    ("med_config", config.reward_med_config),
+                    ("tokenizer", config.reward_tokenizer),
+                )
+                if v is not None
+            }
+            reward = load_reward_spec(config.reward, **kwargs)
+        self.reward = reward
+        device = self.accelerator.device
+        pipe = load_pipeline(config.model, device=device, dtype=torch.float32, model_path=config.model_path)
+        pipe.set_progress_bar_config(disable=True)
+        self.backbone = Backbone(pipe, self.spec, config, device)
+        init, self.neg_mask = self._initial_embedding(init_file)
+        self.initial = init.clone()
+        self.model = NegativeParameter(init)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        from diffusers.optimization import get_cosine_schedule_with_warmup
+
+        # Not passed to accelerator.prepare: accelerate would step it once per process per step.
+        self.lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
+        self.start_step = 0
+
+    # --- data ------------------------------------------------------------------------------------------
+    def _prompts(self) -> tuple[list[str], list[str]]:
+        path = Path(self.config.prompts_file)
+        if not path.is_file():
+            raise UsageError(
+                f"--prompts-file {path}: no such file; pass a text file with one prompt per line"
+            )
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        n_val = self.config.val_prompts
+        if len(prompts) <= n_val:
+            raise UsageError(
+                f"--prompts-file {path}: {len(prompts)} prompts; expected more than --val-prompts {n_val}"
+            )
+        order = torch.randperm(len(prompts), generator=_generator(self.config.seed, 99)).tolist()
+        shuffled = [prompts[i] for i in order]
+        return shuffled[n_val:], shuffled[:n_val]
+
+    def _prompt_for(self, index: int) -> str:
+        n = len(self.train_prompts)
+        epoch, pos = divmod(index, n)
+        order = torch.randperm(n, generator=_generator(self.config.seed, 17, epoch)).tolist()
+        return self.train_prompts[order[pos]]
+
+    def _initial_embedding(self, init_file: NegativeEmbedding | None):
+        spec = self.spec
+        if init_file is not None:
+            tensor, mask = match_tokens(init_file.tensor, init_file.mask, spec.tokens, init_file.source)
+            return tensor, mask
+        if self.config.init.startswith("prompt:"):
+            embeds, mask = self.backbone.encode([self.config.init[len("prompt:") :]])
+            return embeds[:1].cpu(), None if mask is None else mask[:1].cpu()
+        return self.backbone.null_embedding()
+
+    # --- one step ----------------------------------------------------------------------------------------
+    def grad_step_index(self, step: int) -> int:
+        """Timestep index (into the T-step chain) of the step taken with gradient: shared by every process."""
+        c = self.config
+        k = int(
+            torch.randint(c.grad_step_min, c.grad_step_max + 1, (1,), generator=_generator(c.seed, 31, step))
+        )
+        return c.sampling_steps - 1 - k
+
+    def sample_indices(self, step: int, micro: int) -> list[int]:
+        c = self.config
+        acc = self.accelerator
+        base = (
+            step * c.batch_size * acc.num_processes + acc.process_index * c.batch_size + micro * c.micro_batch
+        )
+        return list(range(base, base + c.micro_batch))
+
+    def loss_and_reward(self, indices: list[int], grad_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bb, c = self.backbone, self.config
+        prompts = [self._prompt_for(i) for i in indices]
+        pos, pos_mask = bb.encode(prompts)
+        neg_mask = None if self.neg_mask is None else self.neg_mask.to(bb.device)
+        latents = bb.noise(indices, c.seed)
+        neg = self.model()
+        timesteps = bb.scheduler.timesteps
+        with torch.no_grad():
+            for t in timesteps[:grad_index]:
+                latents = bb.step(
+                    bb.guided(latents, t, neg.detach(), neg_mask, pos, pos_mask), t, latents
+                ).prev_sample
+        t = timesteps[grad_index]
+        with self.accelerator.autocast():
+            x0 = bb.step(bb.guided(latents, t, neg, neg_mask, pos, pos_mask), t, latents).pred_original_sample
+            frames = bb.decode(x0, [bb.frame_indices(i, c.seed) for i in indices])
+            rewards = torch.stack(
+                [self.reward.score_frames(f, p).mean() for f, p in zip(frames, prompts, strict=True)]
+            )
+        rewards = rewards.float()
+        loss = torch.relu(REFL_MARGIN - rewards).mean() if c.loss == "relu2" else (-rewards).mean()
+        return loss, rewards.detach()
+
+    # --- validation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def val_reward(self, neg: torch.Tensor) -> float | None:
+        """Mean reward of full samples on the held-out prompts (fixed seeds), with `neg` on the negative branch."""
+        if not self.val_prompts:
+            return None
+        bb, c = self.backbone, self.config
+        neg = neg.to(bb.device)
+        neg_mask = None if self.neg_mask is None else self.neg_mask.to(bb.device)
+        scores = []
+        for start in range(0, len(self.val_prompts), c.micro_batch):
+            prompts = self.val_prompts[start : start + c.micro_batch]
+            indices = [VAL_SEED_OFFSET + start + j for j in range(len(prompts))]
+            pos, pos_mask = bb.encode(prompts)
+            latents = bb.noise(indices, c.seed)
+            for t in bb.scheduler.timesteps:
+                latents = bb.step(bb.guided(latents, t, neg, neg_mask, pos, pos_mask), t, latents).prev_sample
+            frames = bb.decode(latents, [bb.frame_indices(i, c.seed) for i in indices])
+            scores += [
+                float(self.reward.score_frames(f, p).mean()) for f, p in zip(frames, prompts, strict=True)
+            ]
+        return sum(scores) / len(scores)
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def _checkpoints(self) -> list[Path]:
+        folder = self.out / CHECKPOINT_DIR
+        if not folder.is_dir():
+            return []
+        done = [p for p in folder.iterdir() if p.name.startswith("step-") and (p / CHECKPOINT_FILE).exists()]
+        return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+    def save_checkpoint(self, step: int) -> None:
+        """Atomically: a temporary folder inside checkpoints/, renamed when complete; then prune."""
+        if not self.main:
+            return
+        folder = self.out / CHECKPOINT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "embedding": self.accelerator.unwrap_model(self.model).embedding.detach().cpu().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "step": step,
+            "rng_cpu": torch.get_rng_state(),
+            "config": asdict(self.config),
+        }
+        dest = folder / f"step-{step:08d}"
+        if dest.exists():
+            shutil.rmtree(dest)
+        with atomic_dir(dest) as tmp:
+            torch.save(state, tmp / CHECKPOINT_FILE)
+        for old in self._checkpoints()[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def resume(self) -> None:
+        folder = self.out / CHECKPOINT_DIR
+        if self.main and folder.is_dir():
+            for partial in folder.glob(".step-*.partial-*"):  # left by a run killed mid-write
+                shutil.rmtree(partial, ignore_errors=True)
+        checkpoints = self._checkpoints()
+        if not checkpoints:
+            if self.main:
+                print(
+                    f"reneg-train: no complete checkpoint in {self.out / CHECKPOINT_DIR}; starting at step 0",
+                    file=sys.stderr,
+                )
+            return
+        path = checkpoints[-1] / CHECKPOINT_FILE
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged checkpoint must not be half-resumed
+            raise UsageError(
+                f"--resume: {path} is unreadable ({exc}); delete that folder to resume from an older one"
+            ) from None
+        with torch.no_grad():
+            self.accelerator.unwrap_model(self.model).embedding.copy_(state["embedding"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.start_step = int(state["step"])
+        self._truncate_metrics(self.start_step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if not self.main or not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+    # --- the run ------------------------------------------------------------------------------------------
+    def train(self) -> dict:
+        from tqdm.auto import tqdm
+
+        c, acc = self.config, self.accelerator
+        self.out.mkdir(exist_ok=True)
+        if c.resume:
+            self.resume()
+        elif self._checkpoints():
+            raise UsageError(
+                f"--out {self.out}: holds checkpoints from an earlier run; add --resume or choose another folder"
+            )
+        val_before = self.val_reward(self.initial)
+        metrics_path = self.out / "metrics.jsonl"
+        bar = tqdm(
+            total=c.steps,
+            initial=self.start_step,
+            disable=not self.main,
+            desc="reneg-train",
+            dynamic_ncols=True,
+        )
+        start_time = time.perf_counter()
+        last = {}
+        for step in range(self.start_step, c.steps):
+            step_start = time.perf_counter()
+            grad_index = self.grad_step_index(step)
+            losses, rewards = [], []
+            for micro in range(c.grad_accum):
+                with acc.accumulate(self.model):
+                    loss, reward = self.loss_and_reward(self.sample_indices(step, micro), grad_index)
+                    acc.backward(loss)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                losses.append(loss.detach())
+                rewards.append(reward)
+            lr = self.lr_scheduler.get_last_lr()[0]
+            self.lr_scheduler.step()
+            loss_mean = acc.gather(torch.stack(losses).mean()[None]).mean().item()
+            reward_mean = acc.gather(torch.cat(rewards)).mean().item()
+            last = {
+                "step": step + 1,
+                "loss": loss_mean,
+                "reward": reward_mean,
+                "lr": lr,
+                "seconds": round(time.perf_counter() - step_start, 4),
+            }
+            if self.main:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+            bar.update(1)
+            bar.set_postfix(reward=f"{reward_mean:.3f}", loss=f"{loss_mean:.3f}")
+            if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < c.steps:
+                self.save_checkpoint(step + 1)
+        bar.close()
+        final = acc.unwrap_model(self.model).embedding.detach().cpu().clone()
+        val_after = self.val_reward(final)
+        summary = {
+            "model": self.spec.name,
+            "standin": self.spec.standin,
+            "reward": c.reward if not hasattr(self.reward, "name") else self.reward.name,
+            "steps": c.steps,
+            "resumed_from": self.start_step,
+            "processes": acc.num_processes,
+            "global_batch": c.batch_size * acc.num_processes,
+            "val_prompts": len(self.val_prompts),
+            "val_reward_before": val_before,
+            "val_reward_after": val_after,
+            "last": last,
+            "seconds": round(time.perf_counter() - start_time, 2),
+            "config": asdict(c),
+        }
+        if self.main:
+            self._write_outputs(final, summary)
+        acc.wait_for_everyone()
+        return summary
+
+    def _write_outputs(self, final: torch.Tensor, summary: dict) -> None:
+        c = self.config
+        emb = NegativeEmbedding(
+            tensor=final,
+            mask=self.neg_mask,
+            family=self.spec.family,
+            source=f"reneg-train:{self.spec.name}",
+            metadata={
+                "model": self.spec.name,
+                "reward": str(summary["reward"]),
+                "steps": str(c.steps),
+                "seed": str(c.seed),
+            },
+        )
+        emb.save(self.out / "negative_embedding.safetensors")
+        emb.save(self.out / "negative_embedding.bin")
+        with atomic_path(self.out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # Prompt-truncation notices would flood the progress bar: truncation to the model's tokens is intended.
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        config = config_from_args(argv)
+        summary = Trainer(config).train()
+    except ReNegError as exc:
+        print(f"reneg-train: error: {exc}", file=sys.stderr)
+        return 2
+    before, after = summary["val_reward_before"], summary["val_reward_after"]
+    if before is not None and not (math.isfinite(before) and math.isfinite(after)):
+        print("reneg-train: warning: non-finite validation reward", file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in ("val_reward_before", "val_reward_after", "steps", "seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
