@@ -210,10 +210,86 @@ ORIG_SRC = os.environ.get("RENEG_VC2_ORIG_SRC")
     not ORIG_SRC, reason="RENEG_VC2_ORIG_SRC (a checkout of AILab-CVC/VideoCrafter) is not set"
 )
 def test_tiny_config_matches_original_lvdm():
+    result = _import_parity().compare(Path(ORIG_SRC), tiny=True, shape=(1, 4, FRAMES, 8, 8))
+    assert result["max_abs_original"] > 0.1  # the output is not vacuous
+    assert result["max_rel_diff"] <= 1e-4, result
+
+
+class _NotAllowed:
+    """A class outside torch's weights-only allow-list."""
+
+
+def test_converter_refuses_unsafe_pickles_and_leaves_nothing(tmp_path, capsys):
+    from reneg_video.videocrafter2.convert import main
+
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}, "callback": _NotAllowed()}, ckpt)
+    out = tmp_path / "converted"
+    assert main([str(ckpt), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "weights_only=True" in err and "nothing in it ran" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [ckpt]
+    assert main([str(tmp_path / "absent.ckpt"), str(out)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def _import_parity():
     path = Path(__file__).resolve().parents[1] / "scripts" / "parity_videocrafter2.py"
     spec = importlib.util.spec_from_file_location("parity_videocrafter2", path)
     parity = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(parity)
-    result = parity.compare(Path(ORIG_SRC), tiny=True, shape=(1, 4, FRAMES, 8, 8))
-    assert result["max_abs_original"] > 0.1  # the output is not vacuous
-    assert result["max_rel_diff"] <= 1e-4, result
+    return parity
+
+
+@pytest.mark.skipif(
+    not ORIG_SRC, reason="RENEG_VC2_ORIG_SRC (a checkout of AILab-CVC/VideoCrafter) is not set"
+)
+def test_converter_folder_matches_original_lvdm(tmp_path):
+    """A tiny lvdm checkpoint (UNet + VAE) converts into a folder whose models compute what lvdm does."""
+    from diffusers import AutoencoderKL, DDIMScheduler
+
+    from reneg_video.videocrafter2.convert import convert
+
+    parity = _import_parity()
+    UNetModel = parity.import_original(Path(ORIG_SRC))
+    from lvdm.modules.networks.ae_modules import Decoder, Encoder
+
+    params = parity.original_unet_params(Path(ORIG_SRC), tiny=True)
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 32, "in_channels": 3, "out_ch": 3}
+    ddconfig.update(
+        {"ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+    )
+    torch.manual_seed(0)
+    unet = UNetModel(**params).eval()
+    encoder, decoder = Encoder(**ddconfig).eval(), Decoder(**ddconfig).eval()
+    quant_conv, post_quant_conv = torch.nn.Conv2d(8, 8, 1), torch.nn.Conv2d(4, 4, 1)
+    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
+    for name, module in [("encoder", encoder), ("decoder", decoder)]:
+        state.update({f"first_stage_model.{name}.{k}": v for k, v in module.state_dict().items()})
+    for name, module in [("quant_conv", quant_conv), ("post_quant_conv", post_quant_conv)]:
+        state.update({f"first_stage_model.{name}.{k}": v for k, v in module.state_dict().items()})
+    with torch.no_grad():
+        for v in state.values():
+            v.add_(torch.randn_like(v) * 0.02)
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": state}, ckpt)
+
+    port_config = {k: v for k, v in params.items() if k != "use_checkpoint"}
+    out = convert(ckpt, tmp_path / "vc2", unet_config=port_config, vae_ddconfig=ddconfig)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "scheduler", "unet", "vae"]
+    port = VideoCrafter2UNet.from_pretrained(out / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(out / "vae").eval()
+    scheduler = DDIMScheduler.from_pretrained(out / "scheduler")
+    assert scheduler.config.beta_schedule == "scaled_linear" and scheduler.config.use_scale is True
+    assert vae.config.scaling_factor == 0.18215
+
+    g = torch.Generator().manual_seed(2)
+    x, ctx = torch.randn(1, 4, FRAMES, 8, 8, generator=g), torch.randn(1, 77, 1024, generator=g)
+    z = torch.randn(1, 4, 8, 8, generator=g)
+    with torch.no_grad():
+        expected = unet(x, torch.tensor([500]), context=ctx, fps=torch.tensor([28]))
+        got = port(x, 500, ctx, fps=28).sample
+        assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+        expected_rgb = decoder(post_quant_conv(z))
+        got_rgb = vae.decode(z).sample
+        assert (got_rgb - expected_rgb).abs().max() <= 1e-4 * expected_rgb.abs().max()

@@ -60,6 +60,7 @@ SCALE_B = 0.7  # model.params.scale_b
 SCALE_A = 1.0  # LatentDiffusion default scale_a (not set in the yaml)
 SCALE_MID_STEP = 400  # LatentDiffusion default mid_step (not set in the yaml)
 VAE_DDCONFIG = {  # first_stage_config.params.ddconfig
+    "resolution": 512,
     "in_channels": 3,
     "out_ch": 3,
     "ch": 128,
@@ -67,7 +68,6 @@ VAE_DDCONFIG = {  # first_stage_config.params.ddconfig
     "num_res_blocks": 2,
     "z_channels": 4,
 }
-VAE_SAMPLE_SIZE = 512  # ddconfig.resolution
 
 
 def original_key_map(config: Mapping[str, Any]) -> dict[str, str]:
@@ -247,34 +247,42 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path}: not an lvdm checkpoint (no 'state_dict' of tensors)")
 
 
-def vae_from_original(state_dict: Mapping[str, torch.Tensor]):
-    """The SD-style VAE under `first_stage_model.*` as a diffusers `AutoencoderKL` (strict)."""
+def vae_from_original(state_dict: Mapping[str, torch.Tensor], ddconfig: Mapping[str, Any] | None = None):
+    """The SD-style VAE under `first_stage_model.*` as a diffusers `AutoencoderKL` (strict).
+
+    `ddconfig` overrides entries of VideoCrafter2's `first_stage_config.params.ddconfig`.
+    """
     from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import (
-        convert_ldm_vae_checkpoint,
-        create_vae_diffusers_config_from_ldm,
-    )
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     vae_tensors = {k: v for k, v in state_dict.items() if k.startswith(VAE_PREFIX)}
     if not vae_tensors:
         raise CheckpointError(f"VideoCrafter2 checkpoint: no VAE tensors (no '{VAE_PREFIX}*' keys)")
-    original_config = {
-        "model": {
-            "params": {
-                "scale_factor": SCALE_FACTOR,
-                "first_stage_config": {"params": {"ddconfig": VAE_DDCONFIG}},
-            }
-        }
+    dd = {**VAE_DDCONFIG, **(ddconfig or {})}
+    # The fields diffusers' create_vae_diffusers_config_from_ldm derives from an ldm ddconfig.
+    levels = len(dd["ch_mult"])
+    config = {
+        "sample_size": dd["resolution"],
+        "in_channels": dd["in_channels"],
+        "out_channels": dd["out_ch"],
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "block_out_channels": [dd["ch"] * m for m in dd["ch_mult"]],
+        "latent_channels": dd["z_channels"],
+        "layers_per_block": dd["num_res_blocks"],
+        "scaling_factor": SCALE_FACTOR,
     }
-    config = create_vae_diffusers_config_from_ldm(original_config, vae_tensors, image_size=VAE_SAMPLE_SIZE)
     converted = convert_ldm_vae_checkpoint(vae_tensors, config)
     with torch.device("meta"):
         vae = AutoencoderKL(**config)
     result = vae.load_state_dict(converted, strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
+    # convert_ldm_vae_checkpoint maps tensor for tensor and skips names it does not know: compare counts.
+    unused = len(vae_tensors) - len(converted)
+    if result.missing_keys or result.unexpected_keys or unused:
         raise CheckpointError(
             "VideoCrafter2 VAE checkpoint does not match an SD VAE: "
-            f"missing keys {_listing(result.missing_keys)}; unexpected keys {_listing(result.unexpected_keys)}"
+            f"missing keys {_listing(result.missing_keys)}; unexpected keys {_listing(result.unexpected_keys)}; "
+            f"{unused} {VAE_PREFIX}* tensors not converted"
         )
     return vae.eval()
 
@@ -322,8 +330,18 @@ converted: copy `text_encoder/` and `tokenizer/` from a local SD2.1 or ZeroScope
 """
 
 
-def convert(ckpt: str | Path, out_dir: str | Path, text_encoder_from: str | Path | None = None) -> Path:
-    """Convert `ckpt` into the folder `out_dir` (written whole or not at all). Returns `out_dir`."""
+def convert(
+    ckpt: str | Path,
+    out_dir: str | Path,
+    text_encoder_from: str | Path | None = None,
+    *,
+    unet_config: Mapping[str, Any] | None = None,
+    vae_ddconfig: Mapping[str, Any] | None = None,
+) -> Path:
+    """Convert `ckpt` into the folder `out_dir` (written whole or not at all). Returns `out_dir`.
+
+    `unet_config` / `vae_ddconfig` override the VideoCrafter2 configs (other lvdm variants, tests).
+    """
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise UsageError(f"{out_dir}: already exists; pass a new folder name")
@@ -337,8 +355,8 @@ def convert(ckpt: str | Path, out_dir: str | Path, text_encoder_from: str | Path
                     f"{source}: no {part}/ folder; pass an SD2.1 or ZeroScope v2 diffusers folder"
                 )
     state_dict = load_original_checkpoint(ckpt)
-    unet = unet_from_original(state_dict)
-    vae = vae_from_original(state_dict)
+    unet = unet_from_original(state_dict, unet_config)
+    vae = vae_from_original(state_dict, vae_ddconfig)
     with atomic_dir(out_dir) as tmp:
         unet.save_pretrained(tmp / "unet")
         vae.save_pretrained(tmp / "vae")
