@@ -233,12 +233,16 @@ def test_converter_refuses_unsafe_pickles_and_leaves_nothing(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
 
 
+def _load(path: Path):
+    """Import a file by path (works whether or not tests/ is a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _import_parity():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "parity_videocrafter2.py"
-    spec = importlib.util.spec_from_file_location("parity_videocrafter2", path)
-    parity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(parity)
-    return parity
+    return _load(Path(__file__).resolve().parents[1] / "scripts" / "parity_videocrafter2.py")
 
 
 @pytest.mark.skipif(
@@ -274,9 +278,19 @@ def test_converter_folder_matches_original_lvdm(tmp_path):
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": state}, ckpt)
 
+    # A stand-in SD2.1/ZeroScope folder for the text encoder (see the pipeline tests' tiny tokenizer).
+    helpers = _load(Path(__file__).with_name("test_videocrafter2_pipeline.py"))
+    source = tmp_path / "sd21"
+    (source / "tokenizer").mkdir(parents=True)
+    tokenizer = helpers._tokenizer(source / "tokenizer")
+    tokenizer.save_pretrained(source / "tokenizer")
+    helpers._tiny_text_encoder(tokenizer).save_pretrained(source / "text_encoder")
+
     port_config = {k: v for k, v in params.items() if k != "use_checkpoint"}
-    out = convert(ckpt, tmp_path / "vc2", unet_config=port_config, vae_ddconfig=ddconfig)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "scheduler", "unet", "vae"]
+    out = convert(ckpt, tmp_path / "vc2", source, unet_config=port_config, vae_ddconfig=ddconfig)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README.md", "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     port = VideoCrafter2UNet.from_pretrained(out / "unet").eval()
     vae = AutoencoderKL.from_pretrained(out / "vae").eval()
     scheduler = DDIMScheduler.from_pretrained(out / "scheduler")
@@ -293,3 +307,10 @@ def test_converter_folder_matches_original_lvdm(tmp_path):
         expected_rgb = decoder(post_quant_conv(z))
         got_rgb = vae.decode(z).sample
         assert (got_rgb - expected_rgb).abs().max() <= 1e-4 * expected_rgb.abs().max()
+
+    from reneg_video.videocrafter2 import VideoCrafter2Pipeline
+
+    pipe = VideoCrafter2Pipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    video = pipe("a cat", height=16, width=16, num_frames=2, num_inference_steps=1, output_type="pt").frames
+    assert video.shape == (1, 2, 3, 16, 16)

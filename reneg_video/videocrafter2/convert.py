@@ -3,7 +3,8 @@
     unet_from_original(state_dict)  model.diffusion_model.* tensors -> VideoCrafter2UNet (strict)
     unet_to_original(unet)          the inverse, for round trips and for exporting fine-tuned weights
     python -m reneg_video.videocrafter2.convert CKPT OUT_DIR
-                                    model.ckpt -> a folder with unet/, vae/, scheduler/, README.md
+                                    model.ckpt -> a folder with unet/, vae/, scheduler/, README.md,
+                                    model_index.json (+ text_encoder/, tokenizer/ if given)
 
 The UNet key map is generated from the config by walking lvdm's `UNetModel.__init__` in the same
 order it builds `input_blocks`, `middle_block` and `output_blocks`, so it holds for any config the
@@ -312,6 +313,15 @@ def scheduler_config() -> dict[str, Any]:
     }
 
 
+MODEL_INDEX = {
+    "_class_name": "VideoCrafter2Pipeline",
+    "scheduler": ["diffusers", "DDIMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["reneg_video.videocrafter2.unet", "VideoCrafter2UNet"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
 README = """# VideoCrafter2 (converted by reneg-video)
 
 Converted from VideoCrafter2's `model.ckpt` (AILab-CVC/VideoCrafter, configs/inference_t2v_512_v2.0.yaml).
@@ -326,7 +336,8 @@ VideoCrafter2 reads the penultimate layer of OpenCLIP ViT-H/14 (laion2b_s32b_b79
 layer norm: the same text encoder as Stable Diffusion 2.x and ZeroScope v2, whose diffusers
 `CLIPTextModel` simply has 23 of the 24 layers. The checkpoint's own copy (`cond_stage_model.*`) is not
 converted: copy `text_encoder/` and `tokenizer/` from a local SD2.1 or ZeroScope v2 folder into this one
-(or pass `--text-encoder-from DIR` to the converter).
+(or pass `--text-encoder-from DIR` to the converter); then
+`reneg_video.videocrafter2.VideoCrafter2Pipeline.from_pretrained(this_folder)` loads it (model_index.json).
 """
 
 
@@ -364,6 +375,9 @@ def convert(
         config = {"_class_name": "DDIMScheduler", **scheduler_config()}
         (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "README.md").write_text(README)
+        # Lets VideoCrafter2Pipeline.from_pretrained(out_dir) load the folder once text_encoder/ and
+        # tokenizer/ are in it.
+        (tmp / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
         if source is not None:
             for part in ("text_encoder", "tokenizer"):
                 shutil.copytree(source / part, tmp / part)
