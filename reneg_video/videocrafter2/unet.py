@@ -237,9 +237,10 @@ class UpLevel(_Level):
 class VideoCrafter2UNet(ModelMixin, ConfigMixin):
     """VideoCrafter2's text-to-video UNet (lvdm `UNetModel`); defaults = `inference_t2v_512_v2.0.yaml`.
 
-    Options the yaml sets to values this port does not implement (relative positions, causal or
-    cross-attending temporal attention, convolutional transformer projections) are refused, not ignored.
-    `temporal_length` is recorded because lvdm only uses it for those options.
+    The lvdm options keep their yaml names. Values other than VideoCrafter2's for the options this port
+    does not implement (relative positions, causal or cross-attending temporal attention, convolutional
+    transformer projections) are refused, not ignored. `temporal_length` is only recorded: lvdm uses it
+    for those options alone.
     """
 
     _supports_gradient_checkpointing = False
