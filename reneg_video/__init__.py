@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .embedding import NegativeEmbedding, load_embedding
 from .errors import (
+    CheckpointError,
     EmbeddingFileError,
     EncoderMismatchError,
     ExportError,
@@ -57,6 +58,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AdapterSpec",
+    "CheckpointError",
     "EmbeddingFileError",
     "EncoderMismatchError",
     "ExportError",

@@ -42,3 +42,7 @@ class UsageError(ReNegError):
 
 class ExportError(ReNegError):
     """A video could not be written or did not validate; the destination was left untouched."""
+
+
+class CheckpointError(ReNegError):
+    """Model weights or a model config do not match the architecture they are loaded into."""
