@@ -84,6 +84,8 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
     """Where the weights are; raises ModelNotFoundError (with how to get them) when absent."""
     if model_path is not None:
         folder = Path(model_path)
+        if folder.is_file() and spec.setup:
+            raise ModelNotFoundError(f"--model-path {folder}: a file; {spec.setup}")
         if not (folder / "model_index.json").exists():
             raise ModelNotFoundError(
                 f"--model-path {folder}: no model_index.json there; pass a diffusers model folder "
@@ -94,6 +96,8 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
         from .standins import standin_path
 
         return standin_path(spec)
+    if spec.setup:
+        raise ModelNotFoundError(f"{spec.name}: weights not given; {spec.setup}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 

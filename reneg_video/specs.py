@@ -66,6 +66,7 @@ class AdapterSpec:
     gpu_dtype: str = "float16"
     fps_arg: str | None = None  # pipeline argument taking the frame rate (LTX: frame_rate)
     call_kwargs: dict = field(default_factory=dict)  # extra arguments for every pipeline call
+    setup: str = ""  # how to prepare weights that are not a diffusers repo (shown when they are missing)
     source: str = ""  # the file this spec came from
 
     @property

@@ -296,9 +296,32 @@ def build_pixart_alpha(spec: AdapterSpec):
     )
 
 
+def build_videocrafter2(spec: AdapterSpec):
+    from .videocrafter2.pipeline import VideoCrafter2Pipeline, videocrafter2_scheduler
+    from .videocrafter2.unet import VideoCrafter2UNet
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = VideoCrafter2UNet(
+        model_channels=32,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(1, 2),
+        num_head_channels=16,
+    )
+    return VideoCrafter2Pipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=videocrafter2_scheduler(),
+    )
+
+
 BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "TextToVideoSDPipeline": build_text_to_video_sd,
     "StableDiffusionPipeline": build_stable_diffusion,
     "LTXPipeline": build_ltx,
     "PixArtAlphaPipeline": build_pixart_alpha,
+    "reneg_video.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
 }

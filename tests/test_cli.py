@@ -161,3 +161,21 @@ def test_handcrafted_negative_prompt_runs(tmp_path, capsys, neg_prompt):
     )  # fmt: skip
     assert code == 0, err
     assert validate_gif(tmp_path / "i.gif", 1)
+
+
+def test_videocrafter2_standin_writes_a_valid_video(tmp_path, capsys, sd21_file):
+    code, _, err = run_cli(
+        capsys, "--model", "tiny-videocrafter2", "--neg", sd21_file, "--prompt", "a red panda", "--frames", 8,
+        "--steps", 2, "--out", tmp_path / "v.mp4", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert validate_mp4(tmp_path / "v.mp4", 8)["frames"] == 8
+
+
+def test_videocrafter2_without_converted_weights_says_how(tmp_path, capsys):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"x")
+    code, _, err = run_cli(
+        capsys, "--model", "vc2", "--model-path", ckpt, "--prompt", "x", "--out", tmp_path / "o.mp4"
+    )
+    assert code == 2 and "reneg_video.videocrafter2.convert" in err

@@ -3,6 +3,8 @@ the right mask (LTX-Video, PixArt-alpha). Checked with forward hooks on the deno
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -13,10 +15,13 @@ from reneg_video.generate import generate, settings_for
 
 
 def _capture(module):
+    """Record the tensor arguments of every forward call, by parameter name."""
     seen = []
+    signature = inspect.signature(module.forward)
 
-    def hook(_module, _args, kwargs):
-        seen.append({k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+    def hook(_module, args, kwargs):
+        bound = signature.bind(*args, **kwargs).arguments
+        seen.append({k: v.detach().clone() for k, v in bound.items() if isinstance(v, torch.Tensor)})
 
     return seen, module.register_forward_pre_hook(hook, with_kwargs=True)
 
@@ -163,3 +168,31 @@ def test_load_pipeline_reads_the_standin_through_from_pretrained(standin_cache):
     assert (standin_cache / "standins" / "tiny-sd15-v1" / "model_index.json").exists()
     assert pipe.reneg_spec.name == "tiny-sd15"
     assert type(pipe.scheduler).__name__ == "DDIMScheduler"
+
+
+def test_videocrafter2_unet_receives_the_sd21_file_exactly(pipelines, sd21_file, sd15_file):
+    pipe = pipelines("tiny-videocrafter2")
+    neg = load_embedding(sd21_file)
+    attach(pipe, neg)
+    seen, handle = _capture(pipe.unet)
+    try:
+        pipe(
+            prompt=["a red panda", "a cat"],
+            num_frames=2,
+            height=64,
+            width=64,
+            num_inference_steps=1,
+            output_type="np",
+        )
+    finally:
+        handle.remove()
+        detach(pipe)
+    context = seen[0]["encoder_hidden_states"]
+    assert context.shape == (4, 77, 1024)
+    assert torch.equal(context[0], neg.tensor[0]) and torch.equal(context[1], neg.tensor[0])
+    assert not torch.equal(context[2], neg.tensor[0])
+    with pytest.raises(EncoderMismatchError, match="768.*1024"):
+        attach(pipe, load_embedding(sd15_file))
+    # The VC2 stand-in reads the same OpenCLIP-H space as the ZeroScope stand-in, bit for bit.
+    zs = pipelines("tiny-zeroscope").text_encoder.state_dict()
+    assert all(torch.equal(v, zs[k]) for k, v in pipe.text_encoder.state_dict().items())

@@ -10,7 +10,7 @@ import reneg_video
 from reneg_video import ModelNotFoundError, SpecError, list_models, load_spec
 from reneg_video.pipeline import model_folder
 
-REAL = ("zeroscope", "ltx-video", "sd15", "sd21", "pixart-alpha")
+REAL = ("zeroscope", "ltx-video", "sd15", "sd21", "pixart-alpha", "videocrafter2")
 
 
 def test_builtin_specs_and_aliases():
