@@ -42,3 +42,7 @@ class UsageError(ReNegError):
 
 class ExportError(ReNegError):
     """A video could not be written or did not validate; the destination was left untouched."""
+
+
+class RewardError(ReNegError):
+    """A reward model could not be loaded or refused its input (missing weights, bad frames, bad spec)."""
