@@ -133,6 +133,19 @@ def _check_output(path: Path | None, option: str, suffix: str) -> None:
         )
 
 
+def _check_device(text: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {text!r} is not a torch device; expected e.g. cpu, cuda or cuda:1"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {text!r} asks for CUDA, which this torch cannot use; pass --device cpu")
+
+
 def _parse_rewards(text: str) -> list[str]:
     from .rewards import check_reward_name, parse_reward_spec
 
@@ -273,6 +286,7 @@ def run(args: argparse.Namespace) -> dict:
                 f"--plot {str(args.plot)!r} needs matplotlib, which is not installed; "
                 "pip install 'reneg-video[plot]' or leave out --plot"
             )
+    _check_device(args.device)
     video = read_video(Path(args.video))
     files = {}
     if "imagereward" in names:

@@ -128,12 +128,14 @@ def _bad_inputs(tmp_path: Path, gif: Path) -> dict[str, tuple[list[str], str]]:
         "plot suffix": ([str(gif), *ok, "--plot", str(out / "p.jpg")], "expected a .png"),
         "batch size": ([str(gif), *ok, "--batch-size", "0", "--json", str(out / "s.json")], "--batch-size is 0"),
         "missing prompt": ([str(gif), "--reward", "tiny-imagereward"], "--prompt"),
+        "bad device": ([str(gif), *ok, "--device", "nonsense", "--json", str(out / "s.json")], "not a torch device"),
     }  # fmt: skip
 
 
 CASES = [
     "missing video", "unreadable video", "unknown suffix", "empty prompt", "unknown reward", "weights",
     "missing output folder", "output folder is a file", "plot suffix", "batch size", "missing prompt",
+    "bad device",
 ]  # fmt: skip
 
 
