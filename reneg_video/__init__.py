@@ -21,6 +21,7 @@ from .errors import (
     ExportError,
     ModelNotFoundError,
     ReNegError,
+    RewardError,
     SpecError,
     TextualInversionError,
     UnsafeFileError,
@@ -38,12 +39,15 @@ _LAZY = {
     "list_models": "specs",
     "load_spec": "specs",
     "AdapterSpec": "specs",
+    "load_reward": "rewards",
+    "parse_reward_spec": "rewards",
 }
 
 if TYPE_CHECKING:
     from .export import export_video
     from .inject import attach, detach
     from .pipeline import load_pipeline
+    from .rewards import load_reward, parse_reward_spec
     from .specs import AdapterSpec, list_models, load_spec
 
 
@@ -65,6 +69,7 @@ __all__ = [
     "ModelNotFoundError",
     "NegativeEmbedding",
     "ReNegError",
+    "RewardError",
     "SpecError",
     "TextualInversionError",
     "UnsafeFileError",
@@ -75,5 +80,7 @@ __all__ = [
     "list_models",
     "load_embedding",
     "load_pipeline",
+    "load_reward",
     "load_spec",
+    "parse_reward_spec",
 ]

@@ -46,3 +46,7 @@ class ExportError(ReNegError):
 
 class CheckpointError(ReNegError):
     """Model weights or a model config do not match the architecture they are loaded into."""
+
+
+class RewardError(ReNegError):
+    """A reward model could not be loaded or refused its input (missing weights, bad frames, bad spec)."""

@@ -1,0 +1,343 @@
+"""`reneg-score`: per-frame reward scores of a video, with a summary and optional JSON/CSV/PNG outputs.
+
+Every input is checked before any model loads; a refused input exits 2 with one line naming the value,
+what was expected and the fix, and nothing is written. Any other failure is a bug and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ReNegError, UsageError
+
+PROG = "reneg-score"
+VIDEO_SUFFIXES = (".mp4", ".gif")
+EXIT_USAGE = 2
+EXIT_BUG = 1
+
+DESCRIPTION = """\
+Score every frame of a video against a prompt with one or more reward models, print a table and a
+summary per reward, and optionally write JSON, CSV and a PNG plot.
+
+Summary per reward: mean, min, max, std (population, over frames) and temporal = mean absolute score
+change between neighbouring frames, mean_i |s[i+1] - s[i]| in the reward's own units (lower is
+steadier; null for a one-frame video).
+
+Rewards:
+  imagereward       ImageReward v1.0; needs local weights (--checkpoint/--med-config/--tokenizer, or
+                    $RENEG_IMAGEREWARD_CKPT/$RENEG_IMAGEREWARD_MED_CONFIG/$RENEG_IMAGEREWARD_TOKENIZER,
+                    or the local Hugging Face cache of THUDM/ImageReward and bert-base-uncased).
+  tiny-imagereward  tiny, randomly initialised ImageReward: its scores are NOISE (deterministic),
+                    for tests and demos only. All tiny-* rewards output noise.
+
+Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 internal error (a bug).
+"""
+
+EPILOG = """\
+JSON shape: {"prompt": str, "rewards": [name, ...], "frames": [{"index": 0, "<reward>": score, ...}, ...],
+"summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}}.
+
+example: reneg-score corgi.mp4 --prompt "a corgi surfing a wave" --reward tiny-imagereward --json s.json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused argument is one line on stderr and exit 2 (no usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("video", metavar="VIDEO", help="the video to score: a .mp4 or .gif file")
+    parser.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt the video was made from")
+    parser.add_argument(
+        "--reward",
+        required=True,
+        metavar="NAME[,NAME...]",
+        help="reward model(s), comma-separated: imagereward, tiny-imagereward (tiny-* output noise)",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help="write per-frame scores and the summary as JSON"
+    )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        metavar="PATH",
+        help="write per-frame scores as CSV (index, one column per reward)",
+    )
+    parser.add_argument(
+        "--plot", type=Path, metavar="PATH.png", help="write a PNG of the per-frame score curves"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="imagereward: the official ImageReward.pt (default: $RENEG_IMAGEREWARD_CKPT, HF cache)",
+    )
+    parser.add_argument(
+        "--med-config",
+        type=Path,
+        metavar="PATH",
+        help="imagereward: its med_config.json (default: $RENEG_IMAGEREWARD_MED_CONFIG, HF cache)",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="DIR",
+        help="imagereward: a bert-base-uncased tokenizer folder (default: $RENEG_IMAGEREWARD_TOKENIZER, HF cache)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, metavar="N", help="frames per model call (default 8)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device for the models, e.g. cpu or cuda (default cpu)"
+    )
+    return parser
+
+
+def _check_output(path: Path | None, option: str, suffix: str) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() != suffix:
+        raise UsageError(f"{option} {str(path)!r} has suffix {path.suffix!r}; expected a {suffix} file name")
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {str(path)!r} is a folder; expected a file name such as {path / ('scores' + suffix)}"
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"{option} {str(path)!r}: {str(folder)!r} is not a folder; choose a path inside a folder"
+        )
+    if not folder.is_dir():
+        raise UsageError(
+            f"{option} {str(path)!r}: folder {str(folder)!r} does not exist; create it or choose another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{option} {str(path)!r}: folder {str(folder)!r} is not writable; choose a writable folder"
+        )
+
+
+def _check_device(text: str) -> None:
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {text!r} is not a torch device; expected e.g. cpu, cuda or cuda:1"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {text!r} asks for CUDA, which this torch cannot use; pass --device cpu")
+
+
+def _parse_rewards(text: str) -> list[str]:
+    from .rewards import check_reward_name, parse_reward_spec
+
+    if ":" in text:
+        raise UsageError(
+            f"--reward {text!r} carries weights; expected names only (NAME[,NAME...]): reneg-score reports "
+            "each reward separately, weights belong to training ensembles"
+        )
+    return [check_reward_name(name) for name, _ in parse_reward_spec(text)]
+
+
+def read_video(path: Path) -> np.ndarray:
+    """Read all frames of a .mp4 or .gif as uint8 RGB [F, H, W, 3]; refuse what is not one."""
+    import imageio.v3 as iio
+
+    if not path.exists():
+        raise UsageError(f"video {str(path)!r} does not exist; expected a .mp4 or .gif file")
+    if not path.is_file():
+        raise UsageError(f"video {str(path)!r} is not a file; expected a .mp4 or .gif file")
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UsageError(
+            f"video {str(path)!r} has suffix {path.suffix!r}; expected one of {', '.join(VIDEO_SUFFIXES)} "
+            "(convert it, e.g. with ffmpeg -i IN OUT.mp4)"
+        )
+    plugin = "pillow" if path.suffix.lower() == ".gif" else "FFMPEG"
+    frames = []
+    try:
+        for frame in iio.imiter(path, plugin=plugin):
+            frame = np.asarray(frame)
+            if frame.ndim == 2:  # greyscale
+                frame = np.repeat(frame[..., None], 3, axis=-1)
+            frames.append(np.ascontiguousarray(frame[..., :3]).astype(np.uint8, copy=False))
+    except Exception as exc:  # any decoder failure means the file is not a readable video
+        raise UsageError(
+            f"video {str(path)!r} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+            "expected a valid .mp4 (h264) or .gif; check the file, re-encode it with ffmpeg"
+        ) from None
+    if not frames:
+        raise UsageError(f"video {str(path)!r} holds no frames; expected at least one frame")
+    if len({f.shape for f in frames}) != 1:
+        raise UsageError(f"video {str(path)!r} has frames of differing sizes; expected one frame size")
+    return np.stack(frames)
+
+
+def summarise(scores: np.ndarray) -> dict[str, float | None]:
+    """mean, min, max, population std and temporal = mean |s[i+1] - s[i]| (None for one frame)."""
+    return {
+        "mean": float(scores.mean()),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "std": float(scores.std()),
+        "temporal": float(np.abs(np.diff(scores)).mean()) if len(scores) > 1 else None,
+    }
+
+
+def build_report(prompt: str, scores: dict[str, np.ndarray]) -> dict:
+    names = list(scores)
+    count = len(next(iter(scores.values())))
+    frames = [{"index": i, **{name: float(scores[name][i]) for name in names}} for i in range(count)]
+    return {
+        "prompt": prompt,
+        "rewards": names,
+        "frames": frames,
+        "summary": {n: summarise(scores[n]) for n in names},
+    }
+
+
+def format_table(report: dict) -> str:
+    names = report["rewards"]
+    width = max(12, *(len(n) for n in names))
+    lines = ["frame".ljust(8) + "".join(n.rjust(width + 2) for n in names)]
+    for row in report["frames"]:
+        lines.append(str(row["index"]).ljust(8) + "".join(f"{row[n]:{width + 2}.4f}" for n in names))
+    lines.append("-" * len(lines[0]))
+    for key in ("mean", "min", "max", "std", "temporal"):
+        cells = []
+        for n in names:
+            value = report["summary"][n][key]
+            cells.append(("n/a" if value is None else f"{value:.4f}").rjust(width + 2))
+        lines.append(key.ljust(8) + "".join(cells))
+    if any(n.startswith("tiny-") for n in names):
+        lines.append("note: tiny-* rewards are random models: their scores are noise.")
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict, args: argparse.Namespace) -> None:
+    import csv
+    import json
+
+    from .atomic import atomic_path
+
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if args.csv:
+        with atomic_path(args.csv) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["index", *report["rewards"]])
+            for row in report["frames"]:
+                writer.writerow([row["index"], *(repr(row[n]) for n in report["rewards"])])
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        index = [row["index"] for row in report["frames"]]
+        for name in report["rewards"]:
+            label = f"{name} (noise)" if name.startswith("tiny-") else name
+            ax.plot(index, [row[name] for row in report["frames"]], marker="o", markersize=3, label=label)
+        ax.set_xlabel("frame")
+        ax.set_ylabel("score (higher is better)")
+        ax.set_title(f"per-frame reward: {report['prompt'][:70]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        with atomic_path(args.plot) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict:
+    # 1. Check everything the user gave, before any model loads.
+    if not args.prompt.strip():
+        raise UsageError("--prompt is empty; expected the text the video was generated from")
+    names = _parse_rewards(args.reward)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size is {args.batch_size}; expected a positive integer")
+    _check_output(args.json, "--json", ".json")
+    _check_output(args.csv, "--csv", ".csv")
+    _check_output(args.plot, "--plot", ".png")
+    if args.plot:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(
+                f"--plot {str(args.plot)!r} needs matplotlib, which is not installed; "
+                "pip install 'reneg-video[plot]' or leave out --plot"
+            )
+    _check_device(args.device)
+    video = read_video(Path(args.video))
+    files = {}
+    if "imagereward" in names:
+        from .rewards.imagereward import resolve_files
+
+        found = resolve_files(args.checkpoint, args.med_config, args.tokenizer)
+        files = {"checkpoint": found.checkpoint, "med_config": found.med_config, "tokenizer": found.tokenizer}
+
+    # 2. Load and score, one reward at a time (only one model in memory).
+    from .rewards import load_reward
+
+    scores: dict[str, np.ndarray] = {}
+    for name in names:
+        kwargs = {"device": args.device, "batch_size": args.batch_size}
+        if name == "imagereward":
+            kwargs.update(files)
+        reward = load_reward(name, **kwargs)
+        values = reward.score_frames(video, args.prompt).detach().cpu().double().numpy()
+        if not np.isfinite(values).all():
+            raise RuntimeError(f"{name} produced non-finite scores")
+        scores[name] = values
+        del reward
+
+    # 3. Report, then write (atomically).
+    report = build_report(args.prompt, scores)
+    write_outputs(report, args)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        report = run(args)
+    except ReNegError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:
+        traceback.print_exc()
+        print(f"{PROG}: internal error (a bug, please report it with the traceback above)", file=sys.stderr)
+        return EXIT_BUG
+    print(f"{Path(args.video).name}: {len(report['frames'])} frames, prompt {args.prompt!r}")
+    print(format_table(report))
+    for option in ("json", "csv", "plot"):
+        if getattr(args, option):
+            print(f"wrote {getattr(args, option)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "build_report", "main", "read_video", "summarise"]
