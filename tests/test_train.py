@@ -1,0 +1,163 @@
+"""reneg-train on the stand-ins: learning, frozen weights, kill-and-resume, accelerate scale-out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reneg_video import load_embedding
+from reneg_video.train import Trainer
+from reneg_video.train_config import TrainConfig, build_parser
+
+from .conftest import SHARED
+
+PROMPTS = SHARED / "prompts" / "imagereward_benchmark_prompts.txt"
+# Small enough for CI on 2 CPU cores: 32 px, a 6-step chain with the gradient in its last 3.
+QUICK = [
+    "--height",
+    "32",
+    "--width",
+    "32",
+    "--sampling-steps",
+    "6",
+    "--grad-step-max",
+    "2",
+    "--val-prompts",
+    "2",
+]
+
+
+def _args(out: Path, *extra: str) -> list[str]:
+    if not PROMPTS.exists():
+        pytest.skip(f"{PROMPTS} not found")
+    return ["--model", "tiny-sd21", "--reward", "tiny-imagereward", "--prompts-file", str(PROMPTS), "--cpu",
+            "--seed", "0", "--out", str(out), *QUICK, *extra]  # fmt: skip
+
+
+def _config(out: Path, *extra: str) -> TrainConfig:
+    return TrainConfig(**vars(build_parser().parse_args(_args(out, *extra))))
+
+
+def test_training_changes_only_the_embedding_and_raises_train_reward(tmp_path):
+    trainer = Trainer(_config(tmp_path / "run", "--steps", "6", "--batch-size", "2", "--lr", "0.05"))
+    frozen = {
+        name: p.detach().clone()
+        for module in (
+            trainer.backbone.denoiser,
+            trainer.backbone.pipe.vae,
+            trainer.backbone.pipe.text_encoder,
+        )
+        for name, p in module.named_parameters(prefix=type(module).__name__)
+    }
+    before = trainer.accelerator.unwrap_model(trainer.model).embedding.detach().clone()
+    summary = trainer.train()
+    after = trainer.accelerator.unwrap_model(trainer.model).embedding.detach()
+    assert not torch.equal(before, after)
+    for module in (trainer.backbone.denoiser, trainer.backbone.pipe.vae, trainer.backbone.pipe.text_encoder):
+        for name, p in module.named_parameters(prefix=type(module).__name__):
+            assert torch.equal(p, frozen[name]), name
+    out = tmp_path / "run"
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 7))
+    assert all({"loss", "reward", "lr", "seconds"} <= m.keys() for m in metrics)
+    assert summary["val_reward_before"] is not None and summary["val_reward_after"] is not None
+    learned = load_embedding(out / "negative_embedding.safetensors")
+    assert torch.equal(learned.tensor, after) and learned.family.name == "openclip-vit-h-14"
+    assert torch.equal(load_embedding(out / "negative_embedding.bin").tensor, after)
+
+
+def test_learned_file_runs_in_the_video_standin(tmp_path, capsys):
+    from reneg_video.cli import main as video_main
+    from reneg_video.export import validate_mp4
+
+    Trainer(_config(tmp_path / "run", "--steps", "1", "--batch-size", "1", "--val-prompts", "0")).train()
+    code = video_main(["--model", "tiny-zeroscope", "--neg", str(tmp_path / "run" / "negative_embedding.safetensors"),
+                       "--prompt", "a red panda", "--frames", "4", "--steps", "1", "--out", str(tmp_path / "v.mp4"), "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    validate_mp4(tmp_path / "v.mp4", 4)
+
+
+def _run(args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "reneg_video.train", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
+
+
+def test_sigkill_after_a_checkpoint_then_resume_is_bit_identical(tmp_path):
+    common = ["--steps", "8", "--batch-size", "1", "--checkpoint-every", "3", "--val-prompts", "0"]
+    straight = _run(_args(tmp_path / "a", *common))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed_dir = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "reneg_video.train", *_args(killed_dir, *common)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 600
+    while not any((killed_dir / "checkpoints").glob("step-*/state.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "negative_embedding.safetensors").exists(), "the run finished before the kill"
+    resumed = _run(_args(killed_dir, *common, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_embedding(tmp_path / "a" / "negative_embedding.safetensors").tensor
+    b = load_embedding(killed_dir / "negative_embedding.safetensors").tensor
+    assert torch.equal(a, b)
+    steps = [json.loads(line)["step"] for line in (killed_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_two_processes_match_one(tmp_path):
+    pytest.importorskip("accelerate")
+    common = ["--steps", "2", "--val-prompts", "0"]
+    one = _run(_args(tmp_path / "one", *common, "--batch-size", "4"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    # torchrun (--multi_gpu) with the trainer's own --cpu: accelerate's `launch --cpu` forks several
+    # processes only through MPI, and without it silently runs one.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reneg_video.train",
+              *_args(tmp_path / "two", *common, "--batch-size", "2")]  # fmt: skip
+    two = subprocess.run(launch, capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = load_embedding(tmp_path / "one" / "negative_embedding.safetensors").tensor
+    b = load_embedding(tmp_path / "two" / "negative_embedding.safetensors").tensor
+    assert (a - b).abs().max().item() <= 1e-4
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["global_batch"] == 4
+
+
+def test_bad_config_is_refused_in_one_line(tmp_path, capsys):
+    from reneg_video.train import main
+
+    assert main(_args(tmp_path / "x", "--steps", "0")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--steps 0" in err
+    assert main(_args(tmp_path / "x", "--grad-step-max", "9")) == 2
+    assert "--sampling-steps" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_names_the_recipe_defaults():
+    text = build_parser().format_help()
+    for needle in (
+        "4000",
+        "5e-3",
+        "relu(2 - reward)",
+        "accelerate launch",
+        "noise",
+        "--resume",
+        "--val-prompts",
+    ):
+        assert needle in text, needle
