@@ -34,8 +34,14 @@ Rewards:
   imagereward       ImageReward v1.0; needs local weights (--checkpoint/--med-config/--tokenizer, or
                     $RENEG_IMAGEREWARD_CKPT/$RENEG_IMAGEREWARD_MED_CONFIG/$RENEG_IMAGEREWARD_TOKENIZER,
                     or the local Hugging Face cache of THUDM/ImageReward and bert-base-uncased).
+  clip              CLIP score, 100 * cos(image, text) of a CLIPModel: a local folder in
+                    $RENEG_CLIP_MODEL or the HF cache of openai/clip-vit-large-patch14.
+  pickscore         PickScore, exp(logit_scale) * cos: $RENEG_PICKSCORE_MODEL and
+                    $RENEG_PICKSCORE_TOKENIZER, or the HF cache of yuvalkirstain/PickScore_v1 and
+                    laion/CLIP-ViT-H-14-laion2B-s32B-b79K. (clip and pickscore are not yet checked
+                    against their references on real weights.)
   tiny-imagereward  tiny, randomly initialised ImageReward: its scores are NOISE (deterministic),
-                    for tests and demos only. All tiny-* rewards output noise.
+  tiny-clip         and the same for CLIP: for tests and demos only. All tiny-* rewards output noise.
 
 Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 internal error (a bug).
 """
@@ -68,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reward",
         required=True,
         metavar="NAME[,NAME...]",
-        help="reward model(s), comma-separated: imagereward, tiny-imagereward (tiny-* output noise)",
+        help="reward model(s), comma-separated: imagereward, clip, pickscore, tiny-imagereward, tiny-clip "
+        "(tiny-* output noise)",
     )
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="write per-frame scores and the summary as JSON"
@@ -294,6 +301,16 @@ def run(args: argparse.Namespace) -> dict:
 
         found = resolve_files(args.checkpoint, args.med_config, args.tokenizer)
         files = {"checkpoint": found.checkpoint, "med_config": found.med_config, "tokenizer": found.tokenizer}
+    if "clip" in names or "pickscore" in names:  # find their folders now, so a missing one refuses early
+        from .rewards import clip
+
+        if "clip" in names:
+            clip._local_folder(None, clip.ENV_CLIP, clip.CLIP_REPO, "CLIP model")
+        if "pickscore" in names:
+            clip._local_folder(None, clip.ENV_PICKSCORE, clip.PICKSCORE_REPO, "PickScore model")
+            clip._local_folder(
+                None, clip.ENV_PICKSCORE_TOKENIZER, clip.PICKSCORE_TOKENIZER_REPO, "PickScore tokenizer"
+            )
 
     # 2. Load and score, one reward at a time (only one model in memory).
     from .rewards import load_reward

@@ -314,7 +314,6 @@ def test_official_file_loads_through_load_reward(tmp_path, monkeypatch, video):
 def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
     for env in ("RENEG_IMAGEREWARD_CKPT", "RENEG_IMAGEREWARD_MED_CONFIG", "RENEG_IMAGEREWARD_TOKENIZER"):
         monkeypatch.delenv(env, raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr("reneg_video.rewards.imagereward._from_hf_cache", lambda repo, name: None)
     with pytest.raises(
         RewardError, match=r"checkpoint not found.*THUDM/ImageReward.*RENEG_IMAGEREWARD_CKPT"
@@ -353,3 +352,49 @@ def test_real_imagereward_reference_case():
     images = [Image.open(folder / f"{i}.webp") for i in range(1, 5)]
     scores = reward.score_frames(images, REAL_PROMPT).tolist()
     assert scores == pytest.approx(REAL_SCORES, abs=REAL_TOLERANCE)
+
+
+# ---- CLIP-family rewards -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_clip() -> Reward:
+    return load_reward("tiny-clip")
+
+
+def test_tiny_clip_scores_gradients_and_batches(tiny_clip, video):
+    frames = video.clone().requires_grad_(True)
+    scores = tiny_clip.score_frames(frames, PROMPT, batch_size=4)
+    assert scores.shape == (len(video),) and torch.isfinite(scores).all() and scores.std() > 1e-3
+    scores.sum().backward()
+    assert (frames.grad.flatten(1).abs().sum(1) > 0).all()
+    single = torch.cat(
+        [tiny_clip.score_frames(video[i : i + 1], PROMPT, batch_size=1) for i in range(len(video))]
+    )
+    assert (scores.detach() - single).abs().max() <= 1e-4  # 100 * cos: 1e-6 in cosine units
+    assert (tiny_clip.score_frames(video, "black cat in the snow") - single).abs().max() > 1e-3
+
+
+def test_clip_and_pickscore_missing_folders(monkeypatch, tmp_path):
+    from reneg_video.rewards import clip
+
+    for env in (clip.ENV_CLIP, clip.ENV_PICKSCORE, clip.ENV_PICKSCORE_TOKENIZER):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setattr(clip, "_snapshot_from_hf_cache", lambda repo: None)  # as if nothing were cached
+    with pytest.raises(
+        RewardError, match="CLIP model not found.*openai/clip-vit-large-patch14.*RENEG_CLIP_MODEL"
+    ):
+        load_reward("clip")
+    with pytest.raises(RewardError, match="PickScore model not found.*yuvalkirstain/PickScore_v1"):
+        load_reward("pickscore")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RewardError, match="could not be loaded"):
+        load_reward("clip", model=tmp_path / "empty")
+
+
+def test_clip_loads_a_saved_model_folder(tiny_clip, tmp_path, video):
+    """The `clip` loader reads a save_pretrained folder (here the tiny model) and scores like it."""
+    tiny_clip.model.save_pretrained(tmp_path / "clip")
+    tiny_clip.tokenizer.save_pretrained(tmp_path / "clip")
+    loaded = load_reward("clip", model=tmp_path / "clip")
+    torch.testing.assert_close(loaded.score_frames(video, PROMPT), tiny_clip.score_frames(video, PROMPT))

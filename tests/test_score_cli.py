@@ -101,7 +101,7 @@ def test_help_explains_every_option(capsys):
                    "--tokenizer", "--batch-size", "--device"):  # fmt: skip
         assert option in text
     assert ".mp4" in text and ".gif" in text
-    assert "noise" in text and "tiny-imagereward" in text
+    assert "noise" in text and "tiny-imagereward" in text and "tiny-clip" in text
     assert "temporal = mean absolute score change between neighbouring frames" in text
     assert '"frames": [{"index": 0, "<reward>": score' in text
     assert "Exit status: 0" in text

@@ -7,7 +7,9 @@
 Rewards:
 - `imagereward`: ImageReward v1.0 (local weights, see `imagereward.resolve_files`);
 - `tiny-imagereward`: the same architecture, tiny and randomly initialised: it outputs NOISE scores, for
-  tests and demos only.
+  tests and demos only;
+- `clip` (100 * cos) and `pickscore` (exp(logit_scale) * cos) on transformers' CLIPModel, local weights
+  (not yet checked on real weights); `tiny-clip`: a tiny random CLIP, NOISE scores.
 
 Several rewards combine into a weighted sum, as ReNO does (arXiv 2406.04312, e.g. HPS 5.0,
 ImageReward 1.0, CLIP 0.01, PickScore 0.05): `load_reward_spec("imagereward:1,tiny-imagereward:0.5")`.
@@ -57,6 +59,17 @@ REWARDS: dict[str, RewardEntry] = {
     "tiny-imagereward": RewardEntry(
         ".imagereward", "load_tiny_imagereward", "tiny random ImageReward: NOISE scores, for tests/demos only"
     ),
+    "clip": RewardEntry(
+        ".clip", "load_clip", "CLIP score 100*cos (CLIPModel), local weights; not verified on real weights"
+    ),
+    "pickscore": RewardEntry(
+        ".clip",
+        "load_pickscore",
+        "PickScore exp(logit_scale)*cos (CLIPModel), local weights; not verified on real weights",
+    ),
+    "tiny-clip": RewardEntry(
+        ".clip", "load_tiny_clip", "tiny random CLIP: NOISE scores, for tests/demos only"
+    ),
 }
 
 
@@ -81,7 +94,9 @@ def load_reward(name: str, **kwargs: Any) -> Reward:
     - `imagereward`: checkpoint, med_config, tokenizer (paths; default: $RENEG_IMAGEREWARD_CKPT,
       $RENEG_IMAGEREWARD_MED_CONFIG, $RENEG_IMAGEREWARD_TOKENIZER, then the local HF cache), device,
       dtype, batch_size;
-    - `tiny-imagereward`: seed, device, batch_size (no files; NOISE scores).
+    - `tiny-imagereward`, `tiny-clip`: seed, device, batch_size (no files; NOISE scores);
+    - `clip`: model (a CLIPModel folder; default $RENEG_CLIP_MODEL, then the HF cache), device, dtype, batch_size;
+    - `pickscore`: model, tokenizer (folders; $RENEG_PICKSCORE_MODEL, $RENEG_PICKSCORE_TOKENIZER, HF cache), ...
     """
     loader = REWARDS[check_reward_name(name)].loader()
     unknown = set(kwargs) - set(inspect.signature(loader).parameters)

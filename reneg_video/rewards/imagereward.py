@@ -540,7 +540,7 @@ def perturb_(module: nn.Module, seed: int) -> nn.Module:
             noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
             if param.ndim == 1 and name.endswith("weight"):  # LayerNorm gains stay near 1
                 param.copy_(1.0 + 0.1 * noise)
-            elif param.ndim == 1:  # biases
+            elif param.ndim <= 1:  # biases (and scalars such as CLIP's logit_scale)
                 param.copy_(0.02 * noise)
             else:  # fan-in scaling keeps activations O(1) through the layers, so scores spread
                 fan_in = param[0].numel() if param.ndim == 4 else param.shape[-1]
