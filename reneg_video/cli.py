@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ embeddings (--neg):
 outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
   prompts each file name gets -000, -001, ... before its suffix. --compare also writes NAME-compare.EXT:
-  baseline (left; --negative-prompt or none) and ReNeg (right), same seed.
+  null text | handcrafted negative (--negative-prompt, default {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
 
 examples:
   reneg-video --model tiny-zeroscope --neg ../shared/reneg/sd2.1_reneg_emb.bin \\
@@ -111,6 +112,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="also render the baseline with the same seed, side by side"
     )
     o.add_argument("--json", metavar="PATH", help="write a machine-readable summary here")
+    r = p.add_argument_group("rewards and per-sample refinement")
+    r.add_argument(
+        "--score",
+        metavar="REWARD",
+        help="score every frame of what is generated (e.g. imagereward, or imagereward:1,tiny-imagereward:0.5); "
+        "with --compare every arm is scored",
+    )
+    r.add_argument(
+        "--reward",
+        metavar="REWARD",
+        help="objective of --optimize-neg/--optimize-noise/--best-of (default: --score's, else imagereward); "
+        "ImageReward weights come from $RENEG_IMAGEREWARD_CKPT or the local HF cache",
+    )
+    r.add_argument(
+        "--optimize-neg",
+        type=int,
+        metavar="STEPS",
+        help="refine the embedding per prompt from --neg (ReNeg's per-sample stage: <= 10 steps, patience 3)",
+    )
+    r.add_argument(
+        "--optimize-noise",
+        type=int,
+        metavar="STEPS",
+        help="optimise the initial noise per prompt against the reward (ReNO: SGD Nesterov, clip, norm prior)",
+    )
+    r.add_argument(
+        "--best-of", type=int, metavar="N", help="try seeds seed..seed+N-1, keep the best mean frame reward"
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -201,6 +230,7 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("--neg and --negative-prompt conflict; use one, or add --compare to render both")
     if args.compare and not args.neg:
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
+    reward_spec = _check_rewards(args)
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
         check_family(neg.family, spec.family, spec.name, str(args.neg))
@@ -216,11 +246,91 @@ def run(argv: list[str] | None = None) -> int:
     dtype = resolve_dtype(args.dtype, spec, device)
     folder = model_folder(spec, args.model_path)
 
-    # --- load, inject, generate, export ----------------------------------------------------------
-    return _generate_all(args, spec, folder, device, dtype, neg, negative_prompt, prompts, settings, outputs)
+    # --- load, inject, generate, score, export ----------------------------------------------------
+    run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
+    return _generate_all(run, folder, device, dtype, prompts, outputs)
 
 
-def _generate_all(args, spec, folder, device, dtype, neg, negative_prompt, prompts, settings, outputs) -> int:
+def _check_rewards(args) -> str | None:
+    """The objective reward spec (None if nothing needs one); names checked, nothing loaded."""
+    from .rewards import check_reward_name, parse_reward_spec
+
+    for name, value, high in (
+        ("optimize-neg", args.optimize_neg, 10),
+        ("optimize-noise", args.optimize_noise, None),
+    ):
+        if value is not None and (value <= 0 or (high and value > high)):
+            raise UsageError(f"--{name} {value}: expected 1..{high or 'N'} steps")
+    if args.best_of is not None and args.best_of <= 0:
+        raise UsageError(f"--best-of {args.best_of}: expected a positive number of seeds")
+    if args.optimize_neg and not args.neg:
+        raise UsageError("--optimize-neg needs --neg PATH (the global embedding it starts from)")
+    for text in (args.score, args.reward):
+        if text is not None:
+            for name, _ in parse_reward_spec(text):
+                check_reward_name(name)
+    needs = args.optimize_neg or args.optimize_noise or args.best_of
+    return (args.reward or args.score or "imagereward") if needs else None
+
+
+class _Run:
+    """What one invocation asked for, after validation."""
+
+    def __init__(self, args, spec, neg, negative_prompt, settings, reward_spec) -> None:
+        self.args, self.spec, self.neg, self.negative_prompt = args, spec, neg, negative_prompt
+        self.settings, self.reward_spec = settings, reward_spec
+        self.objective = None  # reward of --optimize-*/--best-of, loaded after the pipeline
+        self.scorer = None  # reward of --score
+
+
+def _frame_scores(reward, frames: np.ndarray, prompt: str) -> list[float]:
+    import torch
+
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    return [round(float(v), 6) for v in reward.score_frames(pixels, prompt)]
+
+
+def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
+    """The main arm for one prompt, with refinement and best-of-N as asked: frames and a record."""
+    from .embedding import NegativeEmbedding
+    from .encoders import match_tokens
+    from .generate import generate
+    from .inject import attach
+    from .refine import optimize_negative, optimize_noise
+
+    args, spec = run.args, run.spec
+    best = None
+    for k in range(args.best_of or 1):
+        settings = replace(run.settings, seed=run.settings.seed + k)
+        record: dict = {"seed": settings.seed}
+        if args.optimize_neg:
+            refined = optimize_negative(
+                pipe, spec, run.neg, prompt, settings, run.objective, args.optimize_neg
+            )
+            _, mask = match_tokens(run.neg.tensor, run.neg.mask, spec.tokens, run.neg.source)
+            attach(
+                pipe, NegativeEmbedding(refined.best, mask, run.neg.family, run.neg.source + "+refined"), spec
+            )
+            record["optimize_neg"] = {"rewards": refined.history, "best": refined.best_reward}
+        latents = None
+        if args.optimize_noise:
+            refined = optimize_noise(
+                pipe, spec, run.neg, prompt, settings, run.objective, args.optimize_noise
+            )
+            latents = refined.best / pipe.scheduler.init_noise_sigma
+            record["optimize_noise"] = {"rewards": refined.history, "best": refined.best_reward}
+        negative_prompt = None if args.compare else run.negative_prompt
+        frames = generate(pipe, spec, prompt, settings, negative_prompt, latents=latents)
+        if args.optimize_neg:
+            attach(pipe, run.neg, spec)  # the next seed or prompt starts from the global embedding again
+        if run.objective is not None:
+            record["objective"] = float(np.mean(_frame_scores(run.objective, frames, prompt)))
+        if best is None or record.get("objective", 0.0) > best[1].get("objective", 0.0):
+            best = (frames, record)
+    return best
+
+
+def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -229,6 +339,7 @@ def _generate_all(args, spec, folder, device, dtype, neg, negative_prompt, promp
     from .inject import attach, detached
     from .pipeline import load_pipeline
 
+    args, spec, settings = run.args, run.spec, run.settings
     diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice
     diffusers_logging.disable_progress_bar()  # loading bars; the denoising bar stays unless --quiet
     transformers_logging.disable_progress_bar()
@@ -236,31 +347,52 @@ def _generate_all(args, spec, folder, device, dtype, neg, negative_prompt, promp
         print(f"note: {spec.name} is a stand-in with random weights: its output is noise", file=sys.stderr)
     pipe = load_pipeline(folder, device, dtype, adapter=spec.source)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
-    if neg is not None:
-        attach(pipe, neg, spec)
+    if run.neg is not None:
+        attach(pipe, run.neg, spec)
+    if run.reward_spec or args.score:
+        from .rewards import load_reward_spec
+
+        run.objective = load_reward_spec(run.reward_spec, device=device) if run.reward_spec else None
+        run.scorer = load_reward_spec(args.score, device=device) if args.score else None
     records = []
     for prompt, paths in zip(prompts, outputs, strict=True):
         start = time.perf_counter()
-        frames = generate(pipe, spec, prompt, settings, None if args.compare else negative_prompt)
-        written = []
+        frames, record = _render(run, pipe, prompt)
+        arms = {"reneg" if run.neg is not None else "output": frames}
+        if args.compare:
+            # Same seed, three arms: null text, the handcrafted negative prompt, the ReNeg embedding.
+            seeded = replace(settings, seed=record["seed"])
+            with detached(pipe):
+                baselines = {
+                    "null": generate(pipe, spec, prompt, seeded, None),
+                    "handcrafted": generate(
+                        pipe, spec, prompt, seeded, run.negative_prompt or PAPER_NEGATIVE_PROMPT
+                    ),
+                }
+            arms = {**baselines, **arms}
         main_paths = paths[::2] if args.compare else paths
-        for path in main_paths:
-            written.append(str(export_video(frames, path, settings.fps)))
+        written = [str(export_video(frames, path, settings.fps)) for path in main_paths]
         compared = []
         if args.compare:
-            with detached(pipe):
-                baseline = generate(pipe, spec, prompt, settings, negative_prompt)
-            side_by_side = np.concatenate([baseline, frames], axis=2)
-            for path in paths[1::2]:
-                compared.append(str(export_video(side_by_side, path, settings.fps)))
-        seconds = time.perf_counter() - start
+            side_by_side = np.concatenate(list(arms.values()), axis=2)
+            compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
+        if run.scorer is not None:
+            record["scores"] = {}
+            for arm, arm_frames in arms.items():
+                per_frame = _frame_scores(run.scorer, arm_frames, prompt)
+                mean = float(np.mean(per_frame))
+                record["scores"][arm] = {"mean": mean, "min": min(per_frame), "frames": per_frame}
+                print(
+                    f"{arm:12s} {run.scorer.name}: mean {mean:.4f}  min {min(per_frame):.4f}", file=sys.stderr
+                )
         for path in written + compared:
             print(path)
-        records.append(
-            {"prompt": prompt, "outputs": written, "compare": compared, "seconds": round(seconds, 3)}
+        record.update(
+            prompt=prompt, outputs=written, compare=compared, seconds=round(time.perf_counter() - start, 3)
         )
+        records.append(record)
     if args.json:
-        _write_json(args.json, spec, neg, negative_prompt, settings, device, dtype, records)
+        _write_json(args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records)
     return 0
 
 

@@ -79,9 +79,14 @@ def validate_settings(spec: AdapterSpec, s: Settings) -> None:
 
 
 def generate(
-    pipe, spec: AdapterSpec, prompt: str, settings: Settings, negative_prompt: str | None = None
+    pipe,
+    spec: AdapterSpec,
+    prompt: str,
+    settings: Settings,
+    negative_prompt: str | None = None,
+    latents: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """One video (or image) as float frames [F, H, W, 3] in [0, 1]."""
+    """One video (or image) as float frames [F, H, W, 3] in [0, 1]. `latents` replaces the seeded noise."""
     kwargs = dict(
         prompt=prompt,
         height=settings.height,
@@ -98,6 +103,8 @@ def generate(
         kwargs[spec.fps_arg] = settings.fps
     if negative_prompt:
         kwargs["negative_prompt"] = negative_prompt
+    if latents is not None:
+        kwargs["latents"] = latents.to(pipe.device)
     out = pipe(**kwargs)
     frames = out.frames[0] if spec.kind == "video" else out.images
     if hasattr(frames, "detach"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_ltx_writes_9_frames_and_a_side_by_side_compare(tmp_path, capsys, pixart
     )  # fmt: skip
     assert code == 0, err
     assert validate_mp4(tmp_path / "l.mp4", 9)["size"] == (64, 64)
-    assert validate_mp4(tmp_path / "l-compare.mp4", 9)["size"] == (128, 64)
+    assert validate_mp4(tmp_path / "l-compare.mp4", 9)["size"] == (192, 64)  # null | handcrafted | ReNeg
 
 
 def test_several_prompts_get_numbered_files(tmp_path, capsys, sd21_file):
@@ -88,6 +89,10 @@ def _bad_cases(tmp_path, sd21_file, sd15_file):
         "compare without neg": ([*ltx, "--compare"], "--compare needs"),
         "bad dtype": ([*zs, "--dtype", "float8"], "--dtype"),
         "bad int": ([*zs, "--frames", "eight"], "invalid int"),
+        "optimize-neg too many": ([*zs, "--optimize-neg", 11], "--optimize-neg 11"),
+        "optimize-neg without neg": ([*ltx, "--optimize-neg", 2], "needs --neg"),
+        "best-of 0": ([*zs, "--best-of", 0], "--best-of 0"),
+        "unknown reward": ([*zs, "--score", "hpsv9"], "unknown reward"),
         "real model absent": (
             ["--model", "ltx-video", "--prompt", "x", "--out", tmp_path / "o.mp4"],
             "hf download",
@@ -143,7 +148,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 def test_help_explains_models_embeddings_and_noise():
     text = build_parser().format_help()
     for needle in ("--neg", "--negative-prompt", "--compare", "--json", "8k+1", "NOISE", "tiny-zeroscope",
-                   "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper"):  # fmt: skip
+                   "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper", "--score", "--optimize-neg", "--optimize-noise", "--best-of"):  # fmt: skip
         assert needle in text, needle
 
 
@@ -179,3 +184,32 @@ def test_videocrafter2_without_converted_weights_says_how(tmp_path, capsys):
         capsys, "--model", "vc2", "--model-path", ckpt, "--prompt", "x", "--out", tmp_path / "o.mp4"
     )
     assert code == 2 and "reneg_video.videocrafter2.convert" in err
+
+
+def test_compare_scores_three_arms_into_the_json(tmp_path, capsys, sd21_file):
+    code, _, err = run_cli(
+        capsys, "--model", "tiny-zeroscope", "--neg", sd21_file, "--prompt", "a corgi", "--frames", 2, "--steps", 1,
+        "--height", 32, "--width", 32, "--out", tmp_path / "c.gif", "--compare", "--score", "tiny-imagereward",
+        "--json", tmp_path / "c.json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    video = json.loads((tmp_path / "c.json").read_text())["videos"][0]
+    assert list(video["scores"]) == ["null", "handcrafted", "reneg"]
+    for arm in video["scores"].values():
+        assert len(arm["frames"]) == 2 and all(math.isfinite(v) for v in arm["frames"])
+    assert len({arm["mean"] for arm in video["scores"].values()}) == 3  # three different videos
+    assert validate_gif(tmp_path / "c-compare.gif", 2)
+
+
+def test_optimize_neg_noise_and_best_of_record_their_rewards(tmp_path, capsys, sd21_file):
+    code, _, err = run_cli(
+        capsys, "--model", "tiny-sd21", "--neg", sd21_file, "--prompt", "a cat", "--steps", 2, "--height", 32,
+        "--width", 32, "--reward", "tiny-imagereward", "--optimize-neg", 2, "--optimize-noise", 1, "--best-of", 2,
+        "--out", tmp_path / "i.gif", "--json", tmp_path / "i.json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    record = json.loads((tmp_path / "i.json").read_text())["videos"][0]
+    assert record["seed"] in (0, 1)
+    assert record["optimize_neg"]["best"] == max(record["optimize_neg"]["rewards"])
+    assert len(record["optimize_noise"]["rewards"]) == 2
+    assert math.isfinite(record["objective"])
