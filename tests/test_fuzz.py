@@ -654,11 +654,25 @@ def test_prompts_file_with_bom_keeps_its_first_line_clean(tmp_path):
 
 # --- video files (scoring input; export validation) --------------------------------------------------------
 
+
+def check_video(meta) -> None:
+    assert isinstance(meta, dict) and isinstance(meta["frames"], int) and meta["frames"] >= 1
+
+
+def check_frames(frames) -> None:
+    assert isinstance(frames, np.ndarray) and frames.ndim == 4 and frames.shape[0] >= 1
+    assert frames.shape[-1] == 3 and frames.dtype == np.uint8
+
+
+# name -> (reader, what a loaded result must be). A new reader is one line here.
 VIDEO_READERS = {
-    "validate_mp4": validate_mp4,
-    "validate_gif": validate_gif,
-    # "reneg-score": reneg_video.score.read_video,  <- a new reader is one line here
+    "validate_mp4": (validate_mp4, check_video),
+    "validate_gif": (validate_gif, check_video),
 }
+with contextlib.suppress(ImportError):  # reneg-score's reader (arrives with the rewards branch)
+    from reneg_video.score_cli import read_video
+
+    VIDEO_READERS["reneg-score read_video"] = (lambda path: read_video(Path(path)), check_frames)
 
 
 def _video_seeds(folder: Path) -> list[bytes]:
@@ -671,21 +685,16 @@ def video_seeds(tmp_path_factory) -> list[bytes]:
     return _video_seeds(tmp_path_factory.mktemp("video-seeds"))
 
 
-def check_video(meta) -> None:
-    assert isinstance(meta, dict) and isinstance(meta["frames"], int) and meta["frames"] >= 1
-
-
 @pytest.mark.parametrize("reader", sorted(VIDEO_READERS))
 def test_fuzz_video_readers(tmp_path, video_seeds, reader):
     outcomes = []
-    suffix = ".gif" if "gif" in reader else ".mp4"
+    function, check = VIDEO_READERS[reader]
+    suffixes = [".gif"] if "gif" in reader else [".mp4"] if "mp4" in reader else [".mp4", ".gif"]
 
     @settings(FUZZ, max_examples=max(FUZZ_EXAMPLES // 2, 10))  # each example runs ffmpeg: half as many
-    @given(data=mutated(video_seeds))
-    def run(data):
-        outcomes.append(
-            load_or_refuse(VIDEO_READERS[reader], write(tmp_path / f"v{suffix}", data), check_video)
-        )
+    @given(data=mutated(video_seeds), suffix=st.sampled_from(suffixes))
+    def run(data, suffix):
+        outcomes.append(load_or_refuse(function, write(tmp_path / f"v{suffix}", data), check))
 
     run()
     assert {"refused", "loaded"} <= set(outcomes)
