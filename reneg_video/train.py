@@ -393,6 +393,7 @@ class Trainer:
                 shutil.rmtree(partial, ignore_errors=True)
         checkpoints = self._checkpoints()
         if not checkpoints:
+            self._truncate_metrics(0)  # lines a killed run wrote before its first checkpoint
             if self.main:
                 print(
                     f"reneg-train: no complete checkpoint in {self.out / CHECKPOINT_DIR}; starting at step 0",

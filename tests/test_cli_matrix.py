@@ -216,3 +216,16 @@ def test_every_cli_refuses_as_a_real_process(tmp_path):
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert 1 <= len(lines) <= 3, (name, proc.stderr)
         assert listing(work) == before, name
+
+
+def test_resume_without_a_checkpoint_drops_metrics_of_the_killed_run(tmp_path):
+    """Regression (found by the kill test): a run killed before its first checkpoint left metrics
+    lines that the restarted run then duplicated (step 1 twice in metrics.jsonl)."""
+    from reneg_video.train import Trainer
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1}\n')
+    stub = types.SimpleNamespace(out=tmp_path, main=True, start_step=0)
+    stub._checkpoints = lambda: []
+    stub._truncate_metrics = lambda step: Trainer._truncate_metrics(stub, step)
+    Trainer.resume(stub)
+    assert (tmp_path / "metrics.jsonl").read_text() == ""

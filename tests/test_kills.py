@@ -105,7 +105,7 @@ def test_sigkill_reneg_video_never_leaves_a_partial_video(tmp_path, pipelines):
 
 # --- reneg-train -------------------------------------------------------------------------------------------
 
-TRAIN_STEPS = 6
+TRAIN_STEPS = 3  # one step of tiny-sd21 + tiny-imagereward takes ~7-15 s on 2 shared cores
 
 
 def _train_args(out: Path, prompts: Path, *extra) -> list:
@@ -144,20 +144,22 @@ def test_sigkill_reneg_train_then_resume_is_bit_identical(tmp_path):
     expected = load_file(clean / "negative_embedding.safetensors")["embedding"]
 
     killed = tmp_path / "killed"
+    # First while the first checkpoint folder is being written (its hidden temporary name exists).
+    partial = lambda: any((killed / "checkpoints").glob(".step-*.partial-*"))  # noqa: E731
+    assert run_and_kill(_train_args(killed, prompts), kill_when=partial) > 0
+    _checkpoints_complete(killed)
+    left_partial = partial()
+    # Then at seeded moments of resumed runs (import, model load, steps, checkpoint writes).
     kills = 0
-    for seed in range(3):
-        kill_after = random.Random(100 + seed).uniform(0.4, 1.0) * total
+    for seed in range(2):
+        kill_after = random.Random(100 + seed).uniform(0.3, 0.8) * total
         kills += run_and_kill(_train_args(killed, prompts, "--resume"), kill_after=kill_after) > 0
         _checkpoints_complete(killed)
-    # While a checkpoint folder is being written (its hidden temporary name exists).
-    partial = lambda: any((killed / "checkpoints").glob(".step-*.partial-*"))  # noqa: E731
-    mid_checkpoint = run_and_kill(_train_args(killed, prompts, "--resume"), kill_when=partial) > 0
-    _checkpoints_complete(killed)
-    if mid_checkpoint:
-        kills += 1
     assert run_and_kill(_train_args(killed, prompts, "--resume")) < 0  # to the end
     got = load_file(killed / "negative_embedding.safetensors")["embedding"]
     assert torch.equal(got, expected), "resumed training is not bit-identical to the clean run"
     assert _metrics(killed) == _metrics(clean)
     assert not any((killed / "checkpoints").glob(".step-*.partial-*"))
-    assert kills >= 2, f"only {kills} runs were killed before finishing"
+    assert kills >= 1, "no seeded kill landed before the run finished"
+    if left_partial:
+        print("a partial checkpoint folder was left by the kill and never resumed")
