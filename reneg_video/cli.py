@@ -144,19 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_prompts_file(path: str | Path) -> list[str]:
+    """One prompt per line of a UTF-8 text file; blank lines and `#` comments skipped (may be empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--prompts-file {path}: no such file; pass a text file with one prompt per line")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: drop a BOM (Windows editors)
+    except UnicodeDecodeError:
+        raise UsageError(f"--prompts-file {path}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(
+            f"--prompts-file {path}: unreadable ({exc.strerror}); check its permissions"
+        ) from None
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
 def _prompts(args) -> list[str]:
     prompts = list(args.prompt)
     if args.prompts_file:
-        path = Path(args.prompts_file)
-        if not path.is_file():
-            raise UsageError(
-                f"--prompts-file {path}: no such file; pass a text file with one prompt per line"
-            )
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise UsageError(f"--prompts-file {path}: not UTF-8 text; save it as UTF-8") from None
-        prompts += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+        prompts += read_prompts_file(args.prompts_file)
     if not prompts:
         raise UsageError("no prompt: pass --prompt TEXT or --prompts-file FILE")
     for text in prompts:

@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import pickletools
-import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +167,17 @@ def _read_checked_bytes(path: Path) -> bytes:
     return raw
 
 
-# Globals a torch.save'd tensor legitimately names.
-_SAFE_MODULES = ("torch", "collections", "builtins", "_codecs", "numpy")
+# Globals a torch.save'd tensor legitimately names (anything else in a refused pickle is reported as
+# unsafe). `builtins` is not a safe module as a whole (eval, exec, getattr): only these containers are.
+_SAFE_MODULES = ("torch", "collections", "_codecs", "numpy")
+_SAFE_BUILTINS = ("set", "frozenset", "bytearray", "slice", "complex", "bytes", "dict", "list", "tuple")
+
+
+def _is_safe_global(name: str) -> bool:
+    module, _, attr = name.rpartition(".")
+    if module in ("builtins", "__builtin__"):  # protocol <= 2 pickles name builtins `__builtin__`
+        return attr in _SAFE_BUILTINS
+    return any(module == m or module.startswith(m + ".") for m in _SAFE_MODULES)
 
 
 def _pickle_globals(raw: bytes) -> list[str]:
@@ -190,8 +198,8 @@ def _pickle_globals(raw: bytes) -> list[str]:
                 found.append(f"{strings[-2]}.{strings[-1]}")
             elif isinstance(arg, str):
                 strings.append(arg)
-    except (ValueError, EOFError, KeyError, IndexError, struct.error, UnicodeDecodeError):
-        pass  # a corrupt tail: keep what was parsed
+    except Exception:  # noqa: BLE001 (a corrupt tail, whatever pickletools makes of it: keep what was parsed)
+        pass
     return found
 
 
@@ -200,7 +208,7 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
         # weights_only=True and never anything less safe: a refused file stays refused.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        unsafe = [g for g in _pickle_globals(raw) if not g.startswith(_SAFE_MODULES)]
+        unsafe = [g for g in _pickle_globals(raw) if not _is_safe_global(g)]
         if unsafe:
             name = unsafe[0]
             raise UnsafeFileError(
@@ -210,7 +218,7 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
         raise EmbeddingFileError(
             f"{path}: not a readable torch file ({_first_line(exc)}); download it again"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError) as exc:
+    except Exception as exc:  # any other failure of torch.load on a damaged file (AttributeError seen)
         raise EmbeddingFileError(
             f"{path}: truncated or corrupt torch file ({_first_line(exc)}); download it again"
         ) from None
@@ -299,8 +307,10 @@ def _validate_tensor(path: Path, tensor: torch.Tensor) -> EncoderFamily:
         raise EmbeddingFileError(
             f"{path}: shape {shape} matches no known text encoder; expected {describe_shapes()}"
         )
-    if not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
+    # Checked in float32: isfinite is not implemented for every float dtype (float8_e4m3fn).
+    finite = torch.isfinite(tensor.to(torch.float32))
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
         raise EmbeddingFileError(
             f"{path}: {bad} NaN/Inf values; expected finite numbers; the file is damaged"
         )

@@ -117,7 +117,8 @@ def validate_mp4(path: str | os.PathLike[str], frames: int | None = None) -> dic
         meta = next(reader)
         count = sum(1 for _ in reader)
     except (RuntimeError, StopIteration, OSError) as exc:
-        raise ExportError(f"{path}: unreadable video ({exc})") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]  # not ffmpeg's whole log
+        raise ExportError(f"{path}: unreadable video ({first})") from None
     finally:
         reader.close()
     if meta.get("codec") != "h264" or not str(meta.get("pix_fmt", "")).startswith(MP4_PIX_FMT):
@@ -131,20 +132,24 @@ def validate_mp4(path: str | os.PathLike[str], frames: int | None = None) -> dic
 
 
 def _top_level_atoms(path: Path) -> list[str]:
+    """Top-level MP4 box types in file order. A box smaller than its own header ends the walk (it
+    would otherwise seek backwards forever); the caller then finds moov or mdat missing."""
     atoms = []
     with open(path, "rb") as f:
-        while header := f.read(8):
-            if len(header) < 8:
-                break
+        while len(header := f.read(8)) == 8:
             size, kind = struct.unpack(">I4s", header)
+            header_size = 8
             if size == 1:  # 64-bit size follows
-                size = struct.unpack(">Q", f.read(8))[0]
-                f.seek(size - 16, os.SEEK_CUR)
+                large = f.read(8)
+                if len(large) < 8:
+                    break
+                size, header_size = struct.unpack(">Q", large)[0], 16
             elif size == 0:  # extends to the end
                 atoms.append(kind.decode("latin-1"))
                 break
-            else:
-                f.seek(size - 8, os.SEEK_CUR)
+            if size < header_size:
+                break
+            f.seek(size - header_size, os.SEEK_CUR)
             atoms.append(kind.decode("latin-1"))
     return atoms
 
@@ -168,20 +173,44 @@ def _write_gif(frames: np.ndarray, path: Path, fps: int) -> None:
         disposal=1,
         optimize=False,
     )
-    validate_gif(path, len(frames))
+    validate_gif(path, len(frames), gif_frame_ms(fps))
 
 
-def validate_gif(path: str | os.PathLike[str], frames: int | None = None) -> dict:
+def validate_gif(
+    path: str | os.PathLike[str], frames: int | None = None, frame_ms: int | None = None
+) -> dict:
+    """Check a GIF loops forever and holds `frames` frames; return its metadata.
+
+    With `frame_ms` (the per-frame delay it was written with) the check is on what plays: Pillow merges
+    identical consecutive frames into one longer frame (a still video becomes one frame), so the total
+    duration must be frames x frame_ms and the stored count may be lower.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if im.format != "GIF":
+                raise ExportError(f"{path}: a {im.format} image; expected a GIF")
             count = getattr(im, "n_frames", 1)
             info = {"frames": count, "loop": im.info.get("loop"), "duration_ms": im.info.get("duration")}
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ExportError(f"{path}: unreadable GIF ({exc})") from None
-    if frames is not None and count != frames:
+            total = 0
+            for i in range(count):
+                im.seek(i)
+                total += int(im.info.get("duration") or 0)
+            info["total_ms"] = total
+    except (UnidentifiedImageError, OSError, EOFError, ValueError, IndexError, struct.error) as exc:
+        # Pillow's GIF parser raises IndexError/struct.error on damaged frames (seen by the fuzzer).
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ExportError(f"{path}: unreadable GIF ({first})") from None
+    except Image.DecompressionBombError:
+        raise ExportError(f"{path}: declares an absurd image size; not a GIF this project wrote") from None
+    if frame_ms is not None and frames is not None:
+        if count > frames or total != frames * frame_ms:
+            raise ExportError(
+                f"{path}: {count} frames playing {total} ms; expected {frames} frames of {frame_ms} ms"
+            )
+    elif frames is not None and count != frames:
         raise ExportError(f"{path}: {count} frames written; expected {frames}")
     if info["loop"] != 0:
         raise ExportError(f"{path}: loop={info['loop']}; expected 0 (forever)")

@@ -20,7 +20,7 @@ from pathlib import Path
 import tomllib
 
 from .encoders import FAMILIES, EncoderFamily
-from .errors import SpecError
+from .errors import SpecError, UsageError
 
 USER_ADAPTER_DIR = Path("~/.config/reneg-video/adapters").expanduser()
 ADAPTERS_ENV = "RENEG_VIDEO_ADAPTERS"
@@ -87,8 +87,12 @@ _KINDS = ("video", "image")
 _BATCH = ("prompts", "videos")
 
 
+_DTYPES = ("float16", "bfloat16", "float32")
+
+
 def parse_spec(data: dict, source: str) -> AdapterSpec:
-    """Build a spec from parsed TOML, refusing unknown or missing keys with the file named."""
+    """Build a spec from parsed TOML, refusing unknown or missing keys, wrong types and defaults that
+    break the spec's own rules, with the file named."""
     try:
         defaults = _build(Defaults, data.pop("defaults"), f"{source} [defaults]")
         rules = _build(Rules, data.pop("rules"), f"{source} [rules]")
@@ -96,7 +100,10 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
         raise SpecError(
             f"{source}: missing table [{exc.args[0]}]; see adapters/zeroscope.toml for the layout"
         ) from None
-    data["aliases"] = tuple(data.get("aliases", ()))
+    aliases = data.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise SpecError(f"{source}: aliases = {aliases!r}; expected a list of strings")
+    data["aliases"] = tuple(aliases)
     spec = _build(AdapterSpec, {**data, "defaults": defaults, "rules": rules, "source": source}, source)
     if spec.encoder not in FAMILIES:
         raise SpecError(f"{source}: encoder {spec.encoder!r} is unknown; expected one of {sorted(FAMILIES)}")
@@ -110,14 +117,51 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
         raise SpecError(f"{source}: kind must be one of {_KINDS} and negative_batch one of {_BATCH}")
     if not spec.standin and not spec.repo_id:
         raise SpecError(f"{source}: a real model needs repo_id (the Hugging Face repo of its weights)")
+    if spec.gpu_dtype not in _DTYPES:
+        raise SpecError(f"{source}: gpu_dtype {spec.gpu_dtype!r}; expected one of {_DTYPES}")
+    r = spec.rules
+    if r.size_multiple < 1 or r.frame_step < 1 or not 0 <= r.frame_offset < r.frame_step:
+        raise SpecError(
+            f"{source} [rules]: size_multiple {r.size_multiple}, frame_step {r.frame_step}, frame_offset "
+            f"{r.frame_offset}; expected size_multiple >= 1, frame_step >= 1, 0 <= frame_offset < frame_step"
+        )
+    from .generate import Settings, validate_settings  # here: generate imports this module
+
+    d = defaults
+    try:
+        validate_settings(spec, Settings(d.frames, d.height, d.width, d.steps, d.guidance, 0, d.fps))
+    except UsageError as exc:
+        raise SpecError(f"{source} [defaults]: {exc}; fix the spec's defaults") from None
     return spec
 
 
+# Field annotations (strings: `from __future__ import annotations`) -> the TOML types accepted.
+_FIELD_TYPES = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str | None": (str,),  # None is the default; TOML has no null
+    "dict": (dict,),
+    "tuple[str, ...]": (tuple,),
+}
+
+
 def _build(cls, table: dict, source: str):
+    if not isinstance(table, dict):
+        raise SpecError(f"{source}: a {type(table).__name__} where a table was expected; fix the spec")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(table) - names)
     if unknown:
         raise SpecError(f"{source}: unknown keys {unknown}; expected some of {sorted(names)}")
+    for f in fields(cls):
+        accepted = _FIELD_TYPES.get(str(f.type))
+        if f.name not in table or accepted is None:
+            continue
+        value = table[f.name]
+        wrong_bool = isinstance(value, bool) and bool not in accepted  # bool is an int subclass
+        if wrong_bool or not isinstance(value, accepted):
+            raise SpecError(f"{source}: {f.name} = {value!r}; expected a {f.type} value; fix the spec")
     try:
         return cls(**table)
     except TypeError as exc:
@@ -130,7 +174,7 @@ def load_spec_file(path: str | os.PathLike[str]) -> AdapterSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such adapter spec; pass the path of a .toml spec file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise SpecError(f"{path}: not a readable TOML spec ({exc}); fix the file") from None
     return parse_spec(data, str(path))
 

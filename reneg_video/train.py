@@ -203,6 +203,11 @@ class Trainer:
             raise UsageError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
         self.train_prompts, self.val_prompts = self._prompts()
         self.spec = resolve_spec(config.model)
+        self._check_against_spec()
+        if not config.resume and self._checkpoints():
+            raise UsageError(
+                f"--out {self.out}: holds checkpoints from an earlier run; add --resume or choose another folder"
+            )
         init_file = None
         if config.init not in ("null",) and not config.init.startswith("prompt:"):
             init_file = load_embedding(config.init)
@@ -236,14 +241,32 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.start_step = 0
 
+    def _check_against_spec(self) -> None:
+        """The model-dependent argument checks (frames, sizes, guidance), before any model or reward loads."""
+        from .generate import settings_for
+
+        c, spec = self.config, self.spec
+        if spec.pipeline not in TRAINABLE_PIPELINES:
+            raise UsageError(
+                f"--model {spec.name}: training on {spec.pipeline} is not supported yet; expected a model using "
+                f"{', '.join(TRAINABLE_PIPELINES)} (train LTX-Video's T5 space on pixart-alpha and transfer)"
+            )
+        settings_for(
+            spec,
+            seed=c.seed,
+            frames=c.frames,
+            height=c.height,
+            width=c.width,
+            steps=c.sampling_steps,
+            guidance=c.guidance,
+        )
+
     # --- data ------------------------------------------------------------------------------------------
     def _prompts(self) -> tuple[list[str], list[str]]:
+        from .cli import read_prompts_file
+
         path = Path(self.config.prompts_file)
-        if not path.is_file():
-            raise UsageError(
-                f"--prompts-file {path}: no such file; pass a text file with one prompt per line"
-            )
-        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        prompts = read_prompts_file(path)
         n_val = self.config.val_prompts
         if len(prompts) <= n_val:
             raise UsageError(
@@ -370,6 +393,7 @@ class Trainer:
                 shutil.rmtree(partial, ignore_errors=True)
         checkpoints = self._checkpoints()
         if not checkpoints:
+            self._truncate_metrics(0)  # lines a killed run wrote before its first checkpoint
             if self.main:
                 print(
                     f"reneg-train: no complete checkpoint in {self.out / CHECKPOINT_DIR}; starting at step 0",
@@ -395,7 +419,14 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not self.main or not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # the half-written last line of a killed run
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line)
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept))
 
@@ -407,10 +438,6 @@ class Trainer:
         self.out.mkdir(exist_ok=True)
         if c.resume:
             self.resume()
-        elif self._checkpoints():
-            raise UsageError(
-                f"--out {self.out}: holds checkpoints from an earlier run; add --resume or choose another folder"
-            )
         val_before = self.val_reward(self.initial)
         metrics_path = self.out / "metrics.jsonl"
         bar = tqdm(

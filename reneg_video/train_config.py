@@ -90,6 +90,9 @@ class TrainConfig:
                 self.grad_step_max,
                 f"0 <= --grad-step-min ({self.grad_step_min}) <= max < --sampling-steps ({self.sampling_steps})",
             )
+        for name in ("frames", "height", "width"):  # None: the spec's default; 0 must not mean that
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                bad(name, getattr(self, name), "a positive integer (or leave it out for the model's default)")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", self.lr, "a finite positive learning rate")
         if self.guidance is not None and not (math.isfinite(self.guidance) and self.guidance >= 0):

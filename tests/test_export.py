@@ -58,3 +58,23 @@ def test_a_failed_validation_leaves_the_old_destination(tmp_path, monkeypatch):
 def test_bad_frame_shapes(tmp_path, shape):
     with pytest.raises(ExportError, match="expected"):
         export_video(np.zeros(shape, np.float32), tmp_path / "a.mp4")
+
+
+def test_still_frames_export_as_gif(tmp_path):
+    """Regression: Pillow merges identical consecutive GIF frames, so a still video (e.g. all black)
+    failed its own frame-count check. What plays must be right: 6 frames x 120 ms."""
+    still = np.zeros((6, 16, 16, 3), dtype=np.uint8)
+    info = validate_gif(export_video(still, tmp_path / "s.gif", fps=8), 6, gif_frame_ms(8))
+    assert info["total_ms"] == 6 * 120 and info["frames"] < 6
+    with pytest.raises(ExportError, match="expected 6"):
+        validate_gif(tmp_path / "s.gif", 6)  # the stored count alone is not 6
+    assert validate_mp4(export_video(still, tmp_path / "s.mp4", fps=8), 6)["frames"] == 6
+
+
+def test_huge_gif_header_is_refused_not_crashed(tmp_path):
+    """Regression: a GIF declaring 65535x65535 raised Pillow's DecompressionBombError (not an OSError)."""
+    data = bytearray(export_video(frames(2, 16, 16), tmp_path / "a.gif", fps=8).read_bytes())
+    data[6:10] = b"\xff\xff\xff\xff"
+    (tmp_path / "big.gif").write_bytes(bytes(data))
+    with pytest.raises(ExportError):
+        validate_gif(tmp_path / "big.gif")

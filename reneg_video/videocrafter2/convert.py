@@ -13,7 +13,6 @@ port accepts (the tiny test configs included).
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import shutil
@@ -239,6 +238,11 @@ def load_original_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: refused by torch.load(weights_only=True) ({first}); nothing in it ran. Re-save only the "
             "state_dict (torch.save({'state_dict': sd}, path)) where you trust the file"
         ) from None
+    except Exception as err:  # truncated or damaged: torch.load raises RuntimeError, EOFError, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointError(
+            f"{path}: truncated or corrupt checkpoint ({first}); download model.ckpt again"
+        ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         return dict(obj["state_dict"])
     if isinstance(obj, Mapping) and isinstance(obj.get("module"), Mapping):
@@ -385,7 +389,9 @@ def convert(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    from ..cli import _Parser  # argument errors: one line and exit 2, as for every other refusal
+
+    parser = _Parser(
         prog="python -m reneg_video.videocrafter2.convert",
         description="Convert VideoCrafter2's model.ckpt into a diffusers-style folder (unet/, vae/, scheduler/).",
     )
@@ -398,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="copy text_encoder/ and tokenizer/ from this SD2.1/ZeroScope folder",
     )
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         out = convert(args.ckpt, args.out_dir, args.text_encoder_from)
     except ReNegError as err:
         print(f"error: {err}", file=sys.stderr)
