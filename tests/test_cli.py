@@ -203,8 +203,8 @@ def test_compare_scores_three_arms_into_the_json(tmp_path, capsys, sd21_file):
 
 def test_optimize_neg_noise_and_best_of_record_their_rewards(tmp_path, capsys, sd21_file):
     code, _, err = run_cli(
-        capsys, "--model", "tiny-sd21", "--neg", sd21_file, "--prompt", "a cat", "--steps", 2, "--height", 32,
-        "--width", 32, "--reward", "tiny-imagereward", "--optimize-neg", 2, "--optimize-noise", 1, "--best-of", 2,
+        capsys, "--model", "tiny-sd21", "--neg", sd21_file, "--prompt", "a cat", "--steps", 1, "--height", 32,
+        "--width", 32, "--reward", "tiny-imagereward", "--optimize-neg", 1, "--optimize-noise", 1, "--best-of", 2,
         "--out", tmp_path / "i.gif", "--json", tmp_path / "i.json", "--quiet",
     )  # fmt: skip
     assert code == 0, err
