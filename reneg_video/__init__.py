@@ -38,11 +38,13 @@ _LAZY = {
     "list_models": "specs",
     "load_spec": "specs",
     "AdapterSpec": "specs",
+    "apply_memory_preset": "memory",
 }
 
 if TYPE_CHECKING:
     from .export import export_video
     from .inject import attach, detach
+    from .memory import apply_memory_preset
     from .pipeline import load_pipeline
     from .specs import AdapterSpec, list_models, load_spec
 
@@ -69,6 +71,7 @@ __all__ = [
     "TextualInversionError",
     "UnsafeFileError",
     "UsageError",
+    "apply_memory_preset",
     "attach",
     "detach",
     "export_video",
