@@ -41,11 +41,13 @@ _LAZY = {
     "AdapterSpec": "specs",
     "load_reward": "rewards",
     "parse_reward_spec": "rewards",
+    "apply_memory_preset": "memory",
 }
 
 if TYPE_CHECKING:
     from .export import export_video
     from .inject import attach, detach
+    from .memory import apply_memory_preset
     from .pipeline import load_pipeline
     from .rewards import load_reward, parse_reward_spec
     from .specs import AdapterSpec, list_models, load_spec
@@ -74,6 +76,7 @@ __all__ = [
     "TextualInversionError",
     "UnsafeFileError",
     "UsageError",
+    "apply_memory_preset",
     "attach",
     "detach",
     "export_video",

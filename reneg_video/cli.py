@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import ReNegError, UsageError
 from .export import GIF_MAX_FPS
+from .memory import PRESET_HELP
 
 # The handcrafted negative prompt of the ReNeg paper's baseline (its reference inference code).
 PAPER_NEGATIVE_PROMPT = (
@@ -25,6 +26,7 @@ PAPER_NEGATIVE_PROMPT = (
     "too high contrast, Broken, Macabre, artifacts, oversaturated"
 )
 PAPER_NEGATIVE_ALIAS = "@paper"
+MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.items())
 
 EPILOG = f"""\
 models:
@@ -49,6 +51,9 @@ examples:
       --prompt "a corgi surfing a wave" --frames 8 --steps 2 --seed 7 --out z.mp4 --out z.gif
   reneg-video --model ltx-video --neg pixart-alpha_reneg_emb.bin --prompt "a red panda" --out p.mp4
   reneg-video --model zeroscope --negative-prompt {PAPER_NEGATIVE_ALIAS} --prompt "a cat" --out c.mp4
+
+memory presets (--memory; effective settings are logged on stderr and written to --json):
+{MEMORY_HELP}
 
 exit codes: 0 success, 2 bad input (nothing written), 1 internal error.
 """
@@ -81,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype",
         default="auto",
         help="auto (the spec's half precision on GPU, float32 on CPU), float32, float16, bfloat16",
+    )
+    g.add_argument(
+        "--memory",
+        default="auto",
+        metavar="PRESET",
+        help="memory preset: auto (default), off, balanced, low, minimal (see 'memory presets' below)",
     )
     n = p.add_argument_group("negative")
     n.add_argument(
@@ -212,6 +223,7 @@ def run(argv: list[str] | None = None) -> int:
     from .embedding import load_embedding
     from .encoders import check_family
     from .generate import settings_for
+    from .memory import check_preset
     from .pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
 
     if not args.model and not args.adapter:
@@ -249,6 +261,7 @@ def run(argv: list[str] | None = None) -> int:
         if json_path.suffix.lower() != ".json":
             raise UsageError(f"--json {json_path}: expected a path ending in .json")
         check_destination(json_path.with_suffix(".mp4"))  # same folder checks
+    check_preset(args.memory)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
     folder = model_folder(spec, args.model_path)
@@ -344,6 +357,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from .export import export_video
     from .generate import generate
     from .inject import attach, detached
+    from .memory import describe
     from .pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
@@ -352,7 +366,17 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     transformers_logging.disable_progress_bar()
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: its output is noise", file=sys.stderr)
-    pipe = load_pipeline(folder, device, dtype, adapter=spec.source)
+    pipe = load_pipeline(
+        folder,
+        device,
+        dtype,
+        adapter=spec.source,
+        memory=args.memory,
+        frames=settings.frames,
+        height=settings.height,
+        width=settings.width,
+    )
+    print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -399,11 +423,13 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         )
         records.append(record)
     if args.json:
-        _write_json(args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records)
+        _write_json(
+            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory
+        )
     return 0
 
 
-def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records) -> None:
+def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
     from .atomic import atomic_path
 
     summary = {
@@ -423,6 +449,7 @@ def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, recor
         "settings": settings.as_dict(),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
+        "memory": memory,
         "videos": records,
     }
     with atomic_path(path) as tmp:

@@ -118,9 +118,17 @@ def load_pipeline(
     *,
     model_path: str | os.PathLike[str] | None = None,
     adapter: str | os.PathLike[str] | None = None,
+    memory: str | None = None,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ):
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
-    folder, or spec file. The pipeline remembers its spec for `attach`."""
+    folder, or spec file. The pipeline remembers its spec for `attach`.
+
+    `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.memory` (auto, off, balanced,
+    low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
+    settings are in `pipe.reneg_memory`."""
     spec = resolve_spec(name_or_path, adapter)
     if model_path is None and Path(name_or_path).is_dir():
         model_path = name_or_path
@@ -133,6 +141,18 @@ def load_pipeline(
 
         scheduler_cls = getattr(diffusers, spec.defaults.scheduler)
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
-    pipe.to(device)
     pipe.reneg_spec = spec
+    if memory is None:
+        pipe.to(device)
+        return pipe
+    from .memory import OFFLOAD_MODES, apply_memory_preset, check_preset
+
+    check_preset(memory)
+    d = spec.defaults
+    size = {"frames": frames or d.frames, "height": height or d.height, "width": width or d.width}
+    # Before `.to(device)`: CPU offload (CUDA) places the models itself and auto reads the free memory
+    # before the weights occupy it.
+    settings = apply_memory_preset(pipe, memory, device=device, **size)
+    if settings["cpu_offload"] not in OFFLOAD_MODES:
+        pipe.to(device)
     return pipe
