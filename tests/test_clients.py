@@ -20,19 +20,11 @@ import pytest
 from reneg_video.cli import main as reneg_video
 from reneg_video.export import export_video
 
+from .browser import CHROMIUM_FLAGS as BROWSER_FLAGS
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-# Flags from ../shared/FACTS.md (headless playback of a local file), plus a private profile folder.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--allow-file-access-from-files",
-    "--virtual-time-budget=5000",
-]
+# The FACTS.md flags (tests/browser.py); this module adds a private profile folder per run.
+CHROMIUM_FLAGS = [f for f in BROWSER_FLAGS if f != "--dump-dom"]
 HAVE_ENOUGH_DATA = 4  # HTMLMediaElement.readyState when the whole clip can play
 
 
