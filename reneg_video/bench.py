@@ -410,8 +410,8 @@ def row_vae_decode(quick: bool, all_presets: bool) -> tuple[Row, dict[str, dict[
         "MiB",
         goal=0.5,
         note=f"SD VAE architecture, random weights, {frames} frames {size}x{size}, low (slicing+tiling) vs off; "
-        f"fresh process per arm, {results['low'][0]['method']}, median of {repeats} (balanced and minimal "
-        "once each, for the plot); tiling engages only "
+        f"fresh process per arm, {results['low'][0]['method']}, median of {repeats}"
+        f"{' (balanced and minimal once each, for the plot)' if plot_only else ''}; tiling engages only "
         "above 512 px (64 latents), so at this size low decodes like balanced",
         samples={p: [r["peak_bytes"] / MIB for r in results[p]] for p in presets},
         extra={"presets": per_preset, "seconds": {p: v["seconds"] for p, v in per_preset.items()}},
