@@ -160,20 +160,22 @@ def _ddim(**extra):
     )
 
 
+# The tiny UNet sizes shared by the 2-D (SD) and 3-D (ZeroScope) stand-ins: two levels, 8-channel heads.
+TINY_UNET = dict(
+    block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8, norm_num_groups=8, sample_size=8
+)
+
+
 def build_text_to_video_sd(spec: AdapterSpec):
     from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
     tokenizer, encoder = _clip_parts(spec)
     _seed(spec.name + "/unet")
     unet = UNet3DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
         down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
         up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
         cross_attention_dim=spec.family.width,
-        attention_head_dim=8,
-        norm_num_groups=8,
-        sample_size=8,
+        **TINY_UNET,
     )
     return TextToVideoSDPipeline(
         vae=_sd_vae(spec.name + "/vae"),
@@ -190,14 +192,10 @@ def build_stable_diffusion(spec: AdapterSpec):
     tokenizer, encoder = _clip_parts(spec)
     _seed(spec.name + "/unet")
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=spec.family.width,
-        attention_head_dim=8,
-        norm_num_groups=8,
-        sample_size=8,
+        **TINY_UNET,
     )
     # SD2.1-768 is v-prediction; SD1.5 predicts epsilon.
     prediction = "v_prediction" if spec.encoder == "openclip-vit-h-14" else "epsilon"
