@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .embedding import NegativeEmbedding, load_embedding
-from .errors import (
+from .core.embedding import NegativeEmbedding, load_embedding
+from .core.errors import (
     CheckpointError,
     EmbeddingFileError,
     EncoderMismatchError,
@@ -32,25 +32,25 @@ __version__ = "0.1.0"
 
 # Heavy imports (diffusers, transformers) load on first use, so `load_embedding` stays quick.
 _LAZY = {
-    "load_pipeline": "pipeline",
-    "attach": "inject",
-    "detach": "inject",
-    "export_video": "export",
-    "list_models": "specs",
-    "load_spec": "specs",
-    "AdapterSpec": "specs",
+    "load_pipeline": "models.pipeline",
+    "attach": "core.inject",
+    "detach": "core.inject",
+    "export_video": "core.export",
+    "list_models": "core.specs",
+    "load_spec": "core.specs",
+    "AdapterSpec": "core.specs",
     "load_reward": "rewards",
     "parse_reward_spec": "rewards",
-    "apply_memory_preset": "memory",
+    "apply_memory_preset": "core.memory",
 }
 
 if TYPE_CHECKING:
-    from .export import export_video
-    from .inject import attach, detach
-    from .memory import apply_memory_preset
-    from .pipeline import load_pipeline
+    from .core.export import export_video
+    from .core.inject import attach, detach
+    from .core.memory import apply_memory_preset
+    from .core.specs import AdapterSpec, list_models, load_spec
+    from .models.pipeline import load_pipeline
     from .rewards import load_reward, parse_reward_spec
-    from .specs import AdapterSpec, list_models, load_spec
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from .commands.video import main
 
 sys.exit(main())

@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {result['time_ratio_ours_over_reference']:.2f} (goal < {GOAL_TIME_RATIO:g})"
     )
     if args.json:
-        from reneg_video.atomic import atomic_path
+        from reneg_video.core.atomic import atomic_path
 
         with atomic_path(args.json) as tmp_json:
             tmp_json.write_text(json.dumps(result, indent=2) + "\n")

@@ -71,7 +71,7 @@ def import_original(orig_src: Path):
 
 def compare(orig_src: Path, tiny: bool, shape: tuple[int, ...], sigma: float = 0.02, seed: int = 0) -> dict:
     """Run both UNets on the same input; return the figures."""
-    from reneg_video.videocrafter2 import unet_from_original
+    from reneg_video.models.videocrafter2 import unet_from_original
 
     UNetModel = import_original(orig_src)
     params = original_unet_params(orig_src, tiny)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         f"peak RSS {result['peak_rss_gib']} GiB; {'PASS' if result['pass'] else 'FAIL'} (tolerance {args.tolerance})"
     )
     if args.json:
-        from reneg_video.atomic import atomic_path
+        from reneg_video.core.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")

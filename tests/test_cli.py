@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from reneg_video.cli import build_parser, main
-from reneg_video.export import validate_gif, validate_mp4
+from reneg_video.commands.video import build_parser, main
+from reneg_video.core.export import validate_gif, validate_mp4
 
 
 def run_cli(capsys, *args):
@@ -105,7 +105,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 ):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import reneg_video.pipeline as pipeline
+    import reneg_video.models.pipeline as pipeline
 
     def no_loading(*_a, **_k):
         raise AssertionError("a model was loaded before the input was checked")
@@ -183,7 +183,7 @@ def test_videocrafter2_without_converted_weights_says_how(tmp_path, capsys):
     code, _, err = run_cli(
         capsys, "--model", "vc2", "--model-path", ckpt, "--prompt", "x", "--out", tmp_path / "o.mp4"
     )
-    assert code == 2 and "reneg_video.videocrafter2.convert" in err
+    assert code == 2 and "reneg_video.commands.convert_videocrafter2" in err
 
 
 def test_compare_scores_three_arms_into_the_json(tmp_path, capsys, sd21_file):

@@ -30,7 +30,7 @@ def listing(folder: Path) -> list[str]:
 @pytest.fixture
 def no_model_loads(monkeypatch):
     """Any pipeline or reward load fails the test: every refusal must come before them."""
-    import reneg_video.pipeline as pipeline
+    import reneg_video.models.pipeline as pipeline
 
     def refuse(*_a, **_k):
         raise AssertionError("a model was loaded before the input was checked")
@@ -110,7 +110,7 @@ def shared_file_or_none(name: str):
 
 
 def test_train_bad_input_exits_2_before_loading_and_writes_nothing(tmp_path, capsys, no_model_loads):
-    from reneg_video.train import main
+    from reneg_video.commands.train import main
 
     cases = _train_cases(tmp_path)
     assert len(cases) >= 25
@@ -128,7 +128,7 @@ def test_train_bad_input_exits_2_before_loading_and_writes_nothing(tmp_path, cap
 def test_train_metrics_with_a_half_written_line_resume_cleanly(tmp_path):
     """Regression: a run killed while appending to metrics.jsonl left half a JSON line, and --resume
     then crashed (JSONDecodeError) instead of truncating the metrics to the checkpoint."""
-    from reneg_video.train import Trainer
+    from reneg_video.training.trainer import Trainer
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1}\n{"step": 2, "loss": 1}\n{"step": 3, "lo')
     stub = types.SimpleNamespace(out=tmp_path, main=True)
@@ -136,7 +136,7 @@ def test_train_metrics_with_a_half_written_line_resume_cleanly(tmp_path):
     assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "loss": 1}\n'
 
 
-# --- python -m reneg_video.videocrafter2.convert -----------------------------------------------------------
+# --- python -m reneg_video.commands.convert_videocrafter2 -------------------------------------------
 
 
 def _convert_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
@@ -168,7 +168,7 @@ def _convert_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
 
 
 def test_convert_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
-    from reneg_video.videocrafter2.convert import main
+    from reneg_video.commands.convert_videocrafter2 import main
 
     for name, (args, word) in _convert_cases(tmp_path).items():
         before = listing(tmp_path)
@@ -203,10 +203,10 @@ def test_every_cli_refuses_as_a_real_process(tmp_path):
     cases = {
         "video: ltx frames 8": ([*video, "--frames", 8], "8k+1"),
         "video: nan guidance": ([*video, "--guidance", "nan"], "--guidance nan"),
-        "train: frames 0": (["-m", "reneg_video.train", *train["frames 0"][0]], "--frames 0"),
-        "train: hostile init": (["-m", "reneg_video.train", *train["hostile init"][0]], "posix.system"),
-        "convert: truncated ckpt": (["-m", "reneg_video.videocrafter2.convert", *convert["truncated ckpt"][0]], "corrupt"),
-        "convert: out exists": (["-m", "reneg_video.videocrafter2.convert", *convert["out exists"][0]], "already exists"),
+        "train: frames 0": (["-m", "reneg_video.commands.train", *train["frames 0"][0]], "--frames 0"),
+        "train: hostile init": (["-m", "reneg_video.commands.train", *train["hostile init"][0]], "posix.system"),
+        "convert: truncated ckpt": (["-m", "reneg_video.commands.convert_videocrafter2", *convert["truncated ckpt"][0]], "corrupt"),
+        "convert: out exists": (["-m", "reneg_video.commands.convert_videocrafter2", *convert["out exists"][0]], "already exists"),
     }  # fmt: skip
     for name, (args, word) in cases.items():
         before = listing(work)
@@ -221,7 +221,7 @@ def test_every_cli_refuses_as_a_real_process(tmp_path):
 def test_resume_without_a_checkpoint_drops_metrics_of_the_killed_run(tmp_path):
     """Regression (found by the kill test): a run killed before its first checkpoint left metrics
     lines that the restarted run then duplicated (step 1 twice in metrics.jsonl)."""
-    from reneg_video.train import Trainer
+    from reneg_video.training.trainer import Trainer
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 1}\n')
     stub = types.SimpleNamespace(out=tmp_path, main=True, start_step=0)

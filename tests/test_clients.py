@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reneg_video.cli import main as reneg_video
-from reneg_video.export import export_video
+from reneg_video.commands.video import main as reneg_video
+from reneg_video.core.export import export_video
 
 from .browser import CHROMIUM_FLAGS as BROWSER_FLAGS
 

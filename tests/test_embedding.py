@@ -17,8 +17,8 @@ from reneg_video import (
     UnsafeFileError,
     load_embedding,
 )
-from reneg_video.encoders import infer_t5_mask, match_tokens
-from reneg_video.errors import EncoderMismatchError, ReNegError
+from reneg_video.core.encoders import infer_t5_mask, match_tokens
+from reneg_video.core.errors import EncoderMismatchError, ReNegError
 
 from .conftest import shared_file
 
@@ -88,7 +88,7 @@ def test_project_format_keeps_an_explicit_mask(tmp_path):
 
 
 def load_family(name):
-    from reneg_video.encoders import FAMILIES
+    from reneg_video.core.encoders import FAMILIES
 
     return FAMILIES[name]
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from reneg_video import ExportError, export_video
-from reneg_video import export as export_module
-from reneg_video.export import gif_frame_ms, validate_gif, validate_mp4
+from reneg_video.core import export as export_module
+from reneg_video.core.export import gif_frame_ms, validate_gif, validate_mp4
 
 
 def frames(n=4, h=31, w=45):

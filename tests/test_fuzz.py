@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from reneg_video import NegativeEmbedding, load_embedding
-from reneg_video.cli import _prompts
-from reneg_video.encoders import family_for_shape
-from reneg_video.errors import EmbeddingFileError, ReNegError, UnsafeFileError
-from reneg_video.export import export_video, validate_gif, validate_mp4
-from reneg_video.generate import settings_for
-from reneg_video.specs import AdapterSpec, load_spec_file
+from reneg_video.commands.common import prompts_from_args as _prompts
+from reneg_video.core.encoders import family_for_shape
+from reneg_video.core.errors import EmbeddingFileError, ReNegError, UnsafeFileError
+from reneg_video.core.export import export_video, validate_gif, validate_mp4
+from reneg_video.core.specs import AdapterSpec, load_spec_file
+from reneg_video.models.generate import settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_EXAMPLES = int(os.environ.get("RENEG_FUZZ_EXAMPLES", "200"))
@@ -670,7 +670,7 @@ VIDEO_READERS = {
     "validate_gif": (validate_gif, check_video),
 }
 with contextlib.suppress(ImportError):  # reneg-score's reader (arrives with the rewards branch)
-    from reneg_video.score_cli import read_video
+    from reneg_video.commands.score import read_video
 
     VIDEO_READERS["reneg-score read_video"] = (lambda path: read_video(Path(path)), check_frames)
 

@@ -11,7 +11,7 @@ import torch
 
 import reneg_video
 from reneg_video import EncoderMismatchError, attach, detach, load_embedding
-from reneg_video.generate import generate, settings_for
+from reneg_video.models.generate import generate, settings_for
 
 
 def _capture(module):

@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from reneg_video.export import validate_gif, validate_mp4
+from reneg_video.core.export import validate_gif, validate_mp4
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.002
@@ -109,7 +109,7 @@ TRAIN_STEPS = 3  # one step of tiny-sd21 + tiny-imagereward takes ~7-15 s on 2 s
 
 
 def _train_args(out: Path, prompts: Path, *extra) -> list:
-    return ["-m", "reneg_video.train", "--model", "tiny-sd21", "--reward", "tiny-imagereward",
+    return ["-m", "reneg_video.commands.train", "--model", "tiny-sd21", "--reward", "tiny-imagereward",
             "--prompts-file", prompts, "--out", out, "--height", 32, "--width", 32, "--sampling-steps", 6,
             "--grad-step-max", 2, "--val-prompts", 0, "--batch-size", 1, "--steps", TRAIN_STEPS,
             "--checkpoint-every", 1, "--keep-checkpoints", 2, "--seed", 3, *extra]  # fmt: skip

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import reneg_video
-from reneg_video.cli import main
-from reneg_video.memory import PRESETS, apply_memory_preset, choose_preset, describe
+from reneg_video.commands.video import main
+from reneg_video.core.memory import PRESETS, apply_memory_preset, choose_preset, describe
 
 
 def _sliced(denoiser) -> set[str]:

@@ -6,8 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
-from reneg_video.cli import main
-from reneg_video.export import validate_gif, validate_mp4
+from reneg_video.commands.video import main
+from reneg_video.core.export import validate_gif, validate_mp4
 
 from .conftest import REPO, SHARED
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from reneg_video import UsageError, load_embedding
-from reneg_video.generate import settings_for
-from reneg_video.refine import NEG_PATIENCE, optimize_negative, optimize_noise
+from reneg_video.models.generate import settings_for
+from reneg_video.training.refine import NEG_PATIENCE, optimize_negative, optimize_noise
 
 
 class Brightness:

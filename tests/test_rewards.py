@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import reneg_video
-from reneg_video.errors import RewardError
+from reneg_video.core.errors import RewardError
 from reneg_video.rewards import (
     Reward,
     RewardEnsemble,

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from reneg_video import score_cli
+from reneg_video.commands import score as score_cli
 
 PROMPT = "a corgi surfing a wave"
 FRAMES = 6
@@ -190,7 +190,7 @@ def test_console_entry_point_exit_code(tmp_path):
     """The real process: exit status 2 and a single stderr line, no traceback."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.run(
-        [sys.executable, "-m", "reneg_video.score_cli", str(tmp_path / "none.gif"), "--prompt", PROMPT, "--reward", "tiny-imagereward"],
+        [sys.executable, "-m", "reneg_video.commands.score", str(tmp_path / "none.gif"), "--prompt", PROMPT, "--reward", "tiny-imagereward"],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2

@@ -8,7 +8,7 @@ import pytest
 
 import reneg_video
 from reneg_video import ModelNotFoundError, SpecError, list_models, load_spec
-from reneg_video.pipeline import model_folder
+from reneg_video.models.pipeline import model_folder
 
 REAL = ("zeroscope", "ltx-video", "sd15", "sd21", "pixart-alpha", "videocrafter2")
 

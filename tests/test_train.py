@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from reneg_video import load_embedding
-from reneg_video.train import Trainer
-from reneg_video.train_config import TrainConfig, build_parser
+from reneg_video.commands.train import build_parser
+from reneg_video.training.config import TrainConfig
+from reneg_video.training.trainer import Trainer
 
 from .conftest import SHARED
 
@@ -73,8 +74,8 @@ def test_training_changes_only_the_embedding_and_raises_train_reward(tmp_path):
 
 
 def test_learned_file_runs_in_the_video_standin(tmp_path, capsys):
-    from reneg_video.cli import main as video_main
-    from reneg_video.export import validate_mp4
+    from reneg_video.commands.video import main as video_main
+    from reneg_video.core.export import validate_mp4
 
     Trainer(_config(tmp_path / "run", "--steps", "1", "--batch-size", "1", "--val-prompts", "0")).train()
     code = video_main(["--model", "tiny-zeroscope", "--neg", str(tmp_path / "run" / "negative_embedding.safetensors"),
@@ -86,7 +87,7 @@ def test_learned_file_runs_in_the_video_standin(tmp_path, capsys):
 def _run(args, **kw):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "reneg_video.train", *args],
+        [sys.executable, "-m", "reneg_video.commands.train", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -106,7 +107,7 @@ def test_two_processes_match_one(tmp_path):
     # torchrun (--multi_gpu) with the trainer's own --cpu: accelerate's `launch --cpu` forks several
     # processes only through MPI, and without it silently runs one.
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reneg_video.train",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reneg_video.commands.train",
               *_args(tmp_path / "two", *common, "--batch-size", "2")]  # fmt: skip
     two = subprocess.run(launch, capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -120,7 +121,7 @@ def test_two_processes_match_one(tmp_path):
 
 
 def test_bad_config_is_refused_in_one_line(tmp_path, capsys):
-    from reneg_video.train import main
+    from reneg_video.commands.train import main
 
     assert main(_args(tmp_path / "x", "--steps", "0")) == 2
     err = capsys.readouterr().err.strip()

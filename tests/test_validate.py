@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from reneg_video.export import validate_mp4
-from reneg_video.validate import main, win_rate
+from reneg_video.commands.validate import main, win_rate
+from reneg_video.core.export import validate_mp4
 
 from .browser import video_states
 from .conftest import SHARED

@@ -14,8 +14,8 @@ import pytest
 import torch
 from einops import repeat
 
-from reneg_video.errors import CheckpointError, EncoderMismatchError, UsageError
-from reneg_video.videocrafter2 import VideoCrafter2UNet, unet_from_original, unet_to_original
+from reneg_video.core.errors import CheckpointError, EncoderMismatchError, UsageError
+from reneg_video.models.videocrafter2 import VideoCrafter2UNet, unet_from_original, unet_to_original
 
 TINY = {
     "model_channels": 32,
@@ -220,7 +220,7 @@ class _NotAllowed:
 
 
 def test_converter_refuses_unsafe_pickles_and_leaves_nothing(tmp_path, capsys):
-    from reneg_video.videocrafter2.convert import main
+    from reneg_video.commands.convert_videocrafter2 import main
 
     ckpt = tmp_path / "model.ckpt"
     torch.save({"state_dict": {}, "callback": _NotAllowed()}, ckpt)
@@ -252,7 +252,7 @@ def test_converter_folder_matches_original_lvdm(tmp_path):
     """A tiny lvdm checkpoint (UNet + VAE) converts into a folder whose models compute what lvdm does."""
     from diffusers import AutoencoderKL, DDIMScheduler
 
-    from reneg_video.videocrafter2.convert import convert
+    from reneg_video.models.videocrafter2.convert import convert
 
     parity = _import_parity()
     UNetModel = parity.import_original(Path(ORIG_SRC))
@@ -308,7 +308,7 @@ def test_converter_folder_matches_original_lvdm(tmp_path):
         got_rgb = vae.decode(z).sample
         assert (got_rgb - expected_rgb).abs().max() <= 1e-4 * expected_rgb.abs().max()
 
-    from reneg_video.videocrafter2 import VideoCrafter2Pipeline
+    from reneg_video.models.videocrafter2 import VideoCrafter2Pipeline
 
     pipe = VideoCrafter2Pipeline.from_pretrained(out)
     pipe.set_progress_bar_config(disable=True)

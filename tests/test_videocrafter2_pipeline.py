@@ -13,9 +13,9 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from reneg_video.errors import EncoderMismatchError, UsageError
-from reneg_video.videocrafter2 import VideoCrafter2UNet, unet_from_original, unet_to_original
-from reneg_video.videocrafter2.pipeline import VideoCrafter2Pipeline, videocrafter2_scheduler
+from reneg_video.core.errors import EncoderMismatchError, UsageError
+from reneg_video.models.videocrafter2 import VideoCrafter2UNet, unet_from_original, unet_to_original
+from reneg_video.models.videocrafter2.pipeline import VideoCrafter2Pipeline, videocrafter2_scheduler
 
 TINY_UNET = {
     "model_channels": 32,

@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import RewardError
+from ..core.errors import RewardError
 from .frames import Frames
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from ..errors import RewardError
+from ..core.errors import RewardError
 from .frames import Frames, check_frames, preprocess
 from .imagereward import DEFAULT_BATCH_SIZE, perturb_
 

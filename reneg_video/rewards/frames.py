@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import RewardError
+from ..core.errors import RewardError
 
 # OpenAI CLIP's pixel mean/std (clip/clip.py `_transform`); ImageReward and BLIP reuse them.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -136,3 +136,9 @@ def preprocess(frames: Frames, size: int) -> torch.Tensor:
     if isinstance(frames, np.ndarray):
         frames = [Image.fromarray(frame) for frame in frames]
     return preprocess_pil(frames, size)
+
+
+def frame_scores(reward, frames: np.ndarray, prompt: str) -> list[float]:
+    """Per-frame scores of float frames [F, H, W, 3] in [0, 1], rounded for reports and JSON."""
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    return [round(float(v), 6) for v in reward.score_frames(pixels, prompt)]

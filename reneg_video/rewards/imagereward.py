@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
-from ..errors import RewardError
+from ..core.errors import RewardError
 from .frames import Frames, check_frames, preprocess
 
 # Score normalisation of ImageReward v1.0: `self.mean` / `self.std` in image-reward 1.5,

@@ -40,8 +40,8 @@ from diffusers.utils import BaseOutput
 from einops import rearrange, repeat
 from torch import nn
 
-from ..encoders import OPENCLIP_H_WIDTH
-from ..errors import CheckpointError, EncoderMismatchError, UsageError
+from ...core.encoders import OPENCLIP_H_WIDTH
+from ...core.errors import CheckpointError, EncoderMismatchError, UsageError
 
 # lvdm `normalization()` and the transformers' GroupNorm use 32 groups (lvdm/basics.py, attention.py).
 NORM_GROUPS = 32

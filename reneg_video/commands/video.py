@@ -15,17 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ReNegError, UsageError
-from .export import GIF_MAX_FPS
-from .memory import PRESET_HELP
+from ..core.errors import ReNegError, UsageError
+from ..core.export import GIF_MAX_FPS
+from ..core.memory import PRESET_HELP
+from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
+from ..rewards.frames import frame_scores
+from .common import Parser, prompts_from_args
 
-# The handcrafted negative prompt of the ReNeg paper's baseline (its reference inference code).
-PAPER_NEGATIVE_PROMPT = (
-    "distorted, ugly, blurry, low resolution, low quality, bad, deformed, disgusting, Overexposed, "
-    "Simple background, Plain background, Grainy, Underexposed, too dark, too bright, too low contrast, "
-    "too high contrast, Broken, Macabre, artifacts, oversaturated"
-)
-PAPER_NEGATIVE_ALIAS = "@paper"
 MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.items())
 
 EPILOG = f"""\
@@ -59,13 +55,8 @@ exit codes: 0 success, 2 bad input (nothing written), 1 internal error.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every other refusal
-        raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="reneg-video",
         description="Generate videos with a ReNeg negative embedding (arXiv 2412.19637) used on the "
         "negative branch of classifier-free guidance.",
@@ -155,37 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_prompts_file(path: str | Path) -> list[str]:
-    """One prompt per line of a UTF-8 text file; blank lines and `#` comments skipped (may be empty)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--prompts-file {path}: no such file; pass a text file with one prompt per line")
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: drop a BOM (Windows editors)
-    except UnicodeDecodeError:
-        raise UsageError(f"--prompts-file {path}: not UTF-8 text; save it as UTF-8") from None
-    except OSError as exc:
-        raise UsageError(
-            f"--prompts-file {path}: unreadable ({exc.strerror}); check its permissions"
-        ) from None
-    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
-
-
-def _prompts(args) -> list[str]:
-    prompts = list(args.prompt)
-    if args.prompts_file:
-        prompts += read_prompts_file(args.prompts_file)
-    if not prompts:
-        raise UsageError("no prompt: pass --prompt TEXT or --prompts-file FILE")
-    for text in prompts:
-        if not text.strip():
-            raise UsageError("--prompt '': empty prompt; pass some text")
-    return [t.strip() for t in prompts]
-
-
 def _outputs(paths: list[str], prompt_count: int, compare: bool) -> list[list[Path]]:
     """Destination paths per prompt, all checked before any work starts."""
-    from .export import check_destination
+    from ..core.export import check_destination
 
     if not paths:
         raise UsageError("no output: pass --out PATH.mp4 and/or --out PATH.gif")
@@ -208,10 +171,10 @@ def _outputs(paths: list[str], prompt_count: int, compare: bool) -> list[list[Pa
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .specs import list_models
+    from ..core.specs import list_models
 
     if args.list_models:
-        from .specs import load_spec
+        from ..core.specs import load_spec
 
         for name in list_models():
             spec = load_spec(name)
@@ -220,16 +183,16 @@ def run(argv: list[str] | None = None) -> int:
         return 0
 
     # --- validate everything before any model loads -------------------------------------------
-    from .embedding import load_embedding
-    from .encoders import check_family
-    from .generate import settings_for
-    from .memory import check_preset
-    from .pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..core.embedding import load_embedding
+    from ..core.encoders import check_family
+    from ..core.memory import check_preset
+    from ..models.generate import settings_for
+    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
 
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
     spec = resolve_spec(args.model or "", args.adapter)
-    prompts = _prompts(args)
+    prompts = prompts_from_args(args)
     settings = settings_for(
         spec,
         seed=args.seed,
@@ -255,7 +218,7 @@ def run(argv: list[str] | None = None) -> int:
         check_family(neg.family, spec.family, spec.name, str(args.neg))
     outputs = _outputs(args.out, len(prompts), args.compare)
     if args.json:
-        from .export import check_destination
+        from ..core.export import check_destination
 
         json_path = Path(args.json)
         if json_path.suffix.lower() != ".json":
@@ -273,7 +236,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def _check_rewards(args) -> str | None:
     """The objective reward spec (None if nothing needs one); names checked, nothing loaded."""
-    from .rewards import check_reward_name, parse_reward_spec
+    from ..rewards import check_reward_name, parse_reward_spec
 
     for name, value, high in (
         ("optimize-neg", args.optimize_neg, 10),
@@ -303,20 +266,13 @@ class _Run:
         self.scorer = None  # reward of --score
 
 
-def _frame_scores(reward, frames: np.ndarray, prompt: str) -> list[float]:
-    import torch
-
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    return [round(float(v), 6) for v in reward.score_frames(pixels, prompt)]
-
-
 def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
     """The main arm for one prompt, with refinement and best-of-N as asked: frames and a record."""
-    from .embedding import NegativeEmbedding
-    from .encoders import match_tokens
-    from .generate import generate
-    from .inject import attach
-    from .refine import optimize_negative, optimize_noise
+    from ..core.embedding import NegativeEmbedding
+    from ..core.encoders import match_tokens
+    from ..core.inject import attach
+    from ..models.generate import generate
+    from ..training.refine import optimize_negative, optimize_noise
 
     args, spec = run.args, run.spec
     best = None
@@ -344,7 +300,7 @@ def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
         if args.optimize_neg:
             attach(pipe, run.neg, spec)  # the next seed or prompt starts from the global embedding again
         if run.objective is not None:
-            record["objective"] = float(np.mean(_frame_scores(run.objective, frames, prompt)))
+            record["objective"] = float(np.mean(frame_scores(run.objective, frames, prompt)))
         if best is None or record.get("objective", 0.0) > best[1].get("objective", 0.0):
             best = (frames, record)
     return best
@@ -354,11 +310,11 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .export import export_video
-    from .generate import generate
-    from .inject import attach, detached
-    from .memory import describe
-    from .pipeline import load_pipeline
+    from ..core.export import export_video
+    from ..core.inject import attach, detached
+    from ..core.memory import describe
+    from ..models.generate import generate
+    from ..models.pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
     diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice
@@ -381,7 +337,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     if run.neg is not None:
         attach(pipe, run.neg, spec)
     if run.reward_spec or args.score:
-        from .rewards import load_reward_spec
+        from ..rewards import load_reward_spec
 
         run.objective = load_reward_spec(run.reward_spec, device=device) if run.reward_spec else None
         run.scorer = load_reward_spec(args.score, device=device) if args.score else None
@@ -410,7 +366,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         if run.scorer is not None:
             record["scores"] = {}
             for arm, arm_frames in arms.items():
-                per_frame = _frame_scores(run.scorer, arm_frames, prompt)
+                per_frame = frame_scores(run.scorer, arm_frames, prompt)
                 mean = float(np.mean(per_frame))
                 record["scores"][arm] = {"mean": mean, "min": min(per_frame), "frames": per_frame}
                 print(
@@ -430,7 +386,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
 
 
 def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
-    from .atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     summary = {
         "model": spec.name,

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ReNegError, UsageError
+from ..core.errors import ReNegError, UsageError
+from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
+from ..rewards.frames import frame_scores
+from .common import Parser, prompts_from_args
 
 ARMS = ("null", "handcrafted", "reneg")
 # Percentile bootstrap over prompts: resamples and the interval's coverage.
@@ -42,9 +45,8 @@ def win_rate(reneg: list[float], baseline: list[float], seed: int = 0) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import PAPER_NEGATIVE_ALIAS, _Parser
 
-    p = _Parser(
+    p = Parser(
         prog="reneg-validate",
         description="Render null-text, handcrafted-negative and ReNeg arms with the same seeds over a prompt "
         "set, score every frame, and report mean rewards and ReNeg's per-prompt win rate (bootstrap interval) "
@@ -83,12 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    from .cli import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT, _prompts
-    from .embedding import load_embedding
-    from .encoders import check_family
-    from .generate import settings_for
-    from .pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
-    from .rewards import check_reward_name, parse_reward_spec
+    from ..core.embedding import load_embedding
+    from ..core.encoders import check_family
+    from ..models.generate import settings_for
+    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..rewards import check_reward_name, parse_reward_spec
 
     args = build_parser().parse_args(argv)
     spec = resolve_spec(args.model)
@@ -96,8 +97,8 @@ def run(argv: list[str] | None = None) -> dict:
         raise UsageError(f"--model {spec.name}: an image model; reneg-validate compares videos")
     if args.max_prompts is not None and args.max_prompts <= 0:
         raise UsageError(f"--max-prompts {args.max_prompts}: expected a positive count")
-    args.prompt = []  # _prompts reads --prompt too; this command takes a file only
-    prompts = _prompts(args)[: args.max_prompts]
+    args.prompt = []  # prompts_from_args reads --prompt too; this command takes a file only
+    prompts = prompts_from_args(args)[: args.max_prompts]
     if args.seeds <= 0:
         raise UsageError(f"--seeds {args.seeds}: expected a positive number of seeds per prompt")
     for name, _ in parse_reward_spec(args.reward):
@@ -127,13 +128,12 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
 
     from tqdm.auto import tqdm
 
-    from .atomic import atomic_dir
-    from .cli import _frame_scores
-    from .export import export_video
-    from .generate import generate
-    from .inject import attach, detached
-    from .pipeline import load_pipeline
-    from .rewards import load_reward_spec
+    from ..core.atomic import atomic_dir
+    from ..core.export import export_video
+    from ..core.inject import attach, detached
+    from ..models.generate import generate
+    from ..models.pipeline import load_pipeline
+    from ..rewards import load_reward_spec
 
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: the report is noise", file=sys.stderr)
@@ -160,7 +160,7 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
                 for arm, frames in arms.items():
                     name = f"videos/p{p_index:03d}-s{seed}-{arm}.mp4"
                     export_video(frames, tmp / name, settings.fps)
-                    scores = _frame_scores(reward, frames, prompt)
+                    scores = frame_scores(reward, frames, prompt)
                     entry["videos"][arm], entry["frames"][arm] = name, scores
                     entry["mean"][arm] = float(np.mean(scores))
                 entry["curve"] = _plot_curve(

@@ -1,4 +1,4 @@
-"""`reneg-train`: learn a ReNeg negative embedding (ReFL + classifier-free guidance in the loop).
+"""The ReNeg trainer: learn a negative embedding (ReFL + classifier-free guidance in the loop).
 
 Per optimizer step (arXiv 2412.19637; ReFL in ImageReward's ReFL.py):
 1. prompts and initial noise are drawn from the global sample index (so 2 processes x batch 2 see the
@@ -16,7 +16,6 @@ Shape legend: B samples, C latent channels, F frames, h/w latent size, T tokens,
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
@@ -24,14 +23,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from einops import rearrange
-from torch import nn
 
-from .atomic import atomic_dir, atomic_path
-from .embedding import NegativeEmbedding, load_embedding
-from .encoders import check_family, match_tokens
-from .errors import ReNegError, UsageError
-from .train_config import TrainConfig, config_from_args
+from ..core.atomic import atomic_dir, atomic_path
+from ..core.embedding import NegativeEmbedding, load_embedding
+from ..core.encoders import check_family, match_tokens
+from ..core.errors import UsageError
+from .config import TrainConfig
+from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, generator_for
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
@@ -39,146 +37,6 @@ CHECKPOINT_FILE = "state.pt"
 VAL_SEED_OFFSET = 10**12
 # ReFL's loss margin: loss = relu(REFL_MARGIN - reward) (ImageReward ReFL.py uses 2).
 REFL_MARGIN = 2.0
-TRAINABLE_PIPELINES = ("StableDiffusionPipeline", "TextToVideoSDPipeline", "PixArtAlphaPipeline")
-
-
-class NegativeParameter(nn.Module):
-    """The only trainable tensor. A module so that DDP can all-reduce its gradient."""
-
-    def __init__(self, init: torch.Tensor) -> None:
-        super().__init__()
-        self.embedding = nn.Parameter(init.detach().clone().float())
-
-    def forward(self) -> torch.Tensor:
-        return self.embedding
-
-
-def _generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from integer keys (seed, sample index, ...)."""
-    seed = 0
-    for key in keys:
-        seed = (seed * 1_000_003 + int(key)) % (2**63)
-    return torch.Generator("cpu").manual_seed(seed)
-
-
-class Backbone:
-    """The frozen model seen by the trainer: prompt encoding, one CFG denoiser call, decoding."""
-
-    def __init__(self, pipe, spec, config: TrainConfig, device: torch.device) -> None:
-        from diffusers import DDIMScheduler
-
-        if spec.pipeline not in TRAINABLE_PIPELINES:
-            raise UsageError(
-                f"--model {spec.name}: training on {spec.pipeline} is not supported yet; expected a model using "
-                f"{', '.join(TRAINABLE_PIPELINES)} (train LTX-Video's T5 space on pixart-alpha and transfer)"
-            )
-        self.pipe, self.spec, self.device = pipe, spec, device
-        self.video = spec.kind == "video"
-        self.denoiser = pipe.unet if hasattr(pipe, "unet") and pipe.unet is not None else pipe.transformer
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        self.scheduler.set_timesteps(config.sampling_steps, device=device)
-        defaults = spec.defaults
-        self.guidance = defaults.guidance if config.guidance is None else config.guidance
-        self.height = config.height or defaults.height
-        self.width = config.width or defaults.width
-        self.frames = (config.frames or defaults.frames) if self.video else 1
-        self.frame_select = config.frame_select
-        scale = pipe.vae_scale_factor
-        if self.height % scale or self.width % scale:
-            raise UsageError(f"--height/--width {self.height}x{self.width}: expected multiples of {scale}")
-        self.latent_hw = (self.height // scale, self.width // scale)
-        channels = self.denoiser.config.in_channels
-        self.latent_shape = (
-            (channels, self.frames, *self.latent_hw) if self.video else (channels, *self.latent_hw)
-        )
-        for module in (pipe.vae, pipe.text_encoder, self.denoiser):
-            module.requires_grad_(False)
-            module.eval()
-        if config.gradient_checkpointing:
-            self.denoiser.enable_gradient_checkpointing()
-            pipe.vae.enable_gradient_checkpointing()
-        if self.video:
-            pipe.vae.enable_slicing()  # decode frame by frame: the decode is the memory peak
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Positive prompt embeddings [B, T, D] and mask [B, T] (masked families) or None."""
-        if self.spec.mask:
-            embeds, mask, _, _ = self.pipe.encode_prompt(
-                prompts,
-                do_classifier_free_guidance=False,
-                device=self.device,
-                max_sequence_length=self.spec.tokens,
-            )
-            return embeds.float(), mask.bool()
-        embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
-        return embeds.float(), None
-
-    def null_embedding(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The model's encoding of '' (ReNeg's initialisation). Masked-out rows are made identical, so the
-        released bare-tensor format keeps the mask recoverable (as in the PixArt-alpha file)."""
-        embeds, mask = self.encode([""])
-        embeds = embeds[:1].cpu()
-        if mask is None:
-            return embeds, None
-        mask = mask[:1].cpu()
-        kept = int(mask[0].sum())
-        if kept < embeds.shape[1]:
-            embeds[0, kept:] = embeds[0, kept]
-        return embeds, mask
-
-    def noise(self, indices: list[int], seed: int) -> torch.Tensor:
-        """Initial latents [B, ...], each drawn from its own global sample index."""
-        rows = [torch.randn(self.latent_shape, generator=_generator(seed, i)) for i in indices]
-        return torch.stack(rows).to(self.device) * self.scheduler.init_noise_sigma
-
-    def guided(self, latents, t, neg, neg_mask, pos, pos_mask) -> torch.Tensor:
-        """CFG noise prediction with the negative branch on `neg` [1, T, D]."""
-        b = latents.shape[0]
-        context = torch.cat([neg.expand(b, -1, -1).to(pos.dtype), pos])
-        model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        if self.spec.mask:
-            mask = torch.cat([neg_mask.expand(b, -1), pos_mask]).to(self.device)
-            out = self.denoiser(
-                model_in,
-                encoder_hidden_states=context,
-                encoder_attention_mask=mask,
-                timestep=t.expand(2 * b),
-                added_cond_kwargs={"resolution": None, "aspect_ratio": None},
-            ).sample
-        else:
-            out = self.denoiser(model_in, t, encoder_hidden_states=context).sample
-        if out.shape[1] == 2 * latents.shape[1]:  # learned sigma (PixArt-alpha): keep the mean prediction
-            out = out[:, : latents.shape[1]]
-        uncond, cond = out.float().chunk(2)
-        return uncond + self.guidance * (cond - uncond)
-
-    def step(self, noise_pred, t, latents):
-        return self.scheduler.step(noise_pred, t, latents)
-
-    def frame_indices(self, sample_index: int, seed: int) -> list[int]:
-        f = self.frames
-        sel = self.frame_select
-        if sel == "all" or f == 1:
-            return list(range(f))
-        named = {"first": [0], "middle": [f // 2], "last": [f - 1], "first,middle,last": [0, f // 2, f - 1]}
-        if sel in named:
-            return sorted(set(named[sel]))
-        k = min(int(sel.split(":")[1]), f)
-        return sorted(torch.randperm(f, generator=_generator(seed, sample_index, 7))[:k].tolist())
-
-    def decode(self, latents: torch.Tensor, frames: list[list[int]]) -> list[torch.Tensor]:
-        """Decode x0 latents to per-sample frames [F', 3, H, W] in [0, 1] (differentiable)."""
-        vae = self.pipe.vae
-        if self.video:
-            picked = torch.stack([latents[i, :, idx] for i, idx in enumerate(frames)])  # [B, C, F', h, w]
-            flat = rearrange(picked, "b c f h w -> (b f) c h w")
-        else:
-            flat = latents
-        images = vae.decode(flat.to(vae.dtype) / vae.config.scaling_factor).sample.float()
-        images = (images / 2 + 0.5).clamp(0, 1)
-        counts = [len(idx) for idx in frames]
-        return list(images.split(counts))
 
 
 class Trainer:
@@ -187,7 +45,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, reward=None) -> None:
         from accelerate import Accelerator
 
-        from .pipeline import load_pipeline, resolve_spec
+        from ..models.pipeline import load_pipeline, resolve_spec
 
         self.config = config
         self.accelerator = Accelerator(
@@ -213,7 +71,7 @@ class Trainer:
             init_file = load_embedding(config.init)
             check_family(init_file.family, self.spec.family, self.spec.name, config.init)
         if reward is None:
-            from .rewards import load_reward_spec
+            from ..rewards import load_reward_spec
 
             kwargs = {
                 k: v
@@ -243,7 +101,7 @@ class Trainer:
 
     def _check_against_spec(self) -> None:
         """The model-dependent argument checks (frames, sizes, guidance), before any model or reward loads."""
-        from .generate import settings_for
+        from ..models.generate import settings_for
 
         c, spec = self.config, self.spec
         if spec.pipeline not in TRAINABLE_PIPELINES:
@@ -263,7 +121,7 @@ class Trainer:
 
     # --- data ------------------------------------------------------------------------------------------
     def _prompts(self) -> tuple[list[str], list[str]]:
-        from .cli import read_prompts_file
+        from ..core.prompts import read_prompts_file
 
         path = Path(self.config.prompts_file)
         prompts = read_prompts_file(path)
@@ -272,14 +130,14 @@ class Trainer:
             raise UsageError(
                 f"--prompts-file {path}: {len(prompts)} prompts; expected more than --val-prompts {n_val}"
             )
-        order = torch.randperm(len(prompts), generator=_generator(self.config.seed, 99)).tolist()
+        order = torch.randperm(len(prompts), generator=generator_for(self.config.seed, 99)).tolist()
         shuffled = [prompts[i] for i in order]
         return shuffled[n_val:], shuffled[:n_val]
 
     def _prompt_for(self, index: int) -> str:
         n = len(self.train_prompts)
         epoch, pos = divmod(index, n)
-        order = torch.randperm(n, generator=_generator(self.config.seed, 17, epoch)).tolist()
+        order = torch.randperm(n, generator=generator_for(self.config.seed, 17, epoch)).tolist()
         return self.train_prompts[order[pos]]
 
     def _initial_embedding(self, init_file: NegativeEmbedding | None):
@@ -297,7 +155,9 @@ class Trainer:
         """Timestep index (into the T-step chain) of the step taken with gradient: shared by every process."""
         c = self.config
         k = int(
-            torch.randint(c.grad_step_min, c.grad_step_max + 1, (1,), generator=_generator(c.seed, 31, step))
+            torch.randint(
+                c.grad_step_min, c.grad_step_max + 1, (1,), generator=generator_for(c.seed, 31, step)
+            )
         )
         return c.sampling_steps - 1 - k
 
@@ -520,29 +380,3 @@ class Trainer:
         emb.save(self.out / "negative_embedding.bin")
         with atomic_path(self.out / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def main(argv: list[str] | None = None) -> int:
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    # Prompt-truncation notices would flood the progress bar: truncation to the model's tokens is intended.
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        config = config_from_args(argv)
-        summary = Trainer(config).train()
-    except ReNegError as exc:
-        print(f"reneg-train: error: {exc}", file=sys.stderr)
-        return 2
-    before, after = summary["val_reward_before"], summary["val_reward_after"]
-    if before is not None and not (math.isfinite(before) and math.isfinite(after)):
-        print("reneg-train: warning: non-finite validation reward", file=sys.stderr)
-    print(json.dumps({k: summary[k] for k in ("val_reward_before", "val_reward_after", "steps", "seconds")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

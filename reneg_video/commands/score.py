@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ReNegError, UsageError
+from ..core.errors import ReNegError, UsageError
 
 PROG = "reneg-score"
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -154,7 +154,7 @@ def _check_device(text: str) -> None:
 
 
 def _parse_rewards(text: str) -> list[str]:
-    from .rewards import check_reward_name, parse_reward_spec
+    from ..rewards import check_reward_name, parse_reward_spec
 
     if ":" in text:
         raise UsageError(
@@ -242,7 +242,7 @@ def write_outputs(report: dict, args: argparse.Namespace) -> None:
     import csv
     import json
 
-    from .atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -297,12 +297,12 @@ def run(args: argparse.Namespace) -> dict:
     video = read_video(Path(args.video))
     files = {}
     if "imagereward" in names:
-        from .rewards.imagereward import resolve_files
+        from ..rewards.imagereward import resolve_files
 
         found = resolve_files(args.checkpoint, args.med_config, args.tokenizer)
         files = {"checkpoint": found.checkpoint, "med_config": found.med_config, "tokenizer": found.tokenizer}
     if "clip" in names or "pickscore" in names:  # find their folders now, so a missing one refuses early
-        from .rewards import clip
+        from ..rewards import clip
 
         if "clip" in names:
             clip._local_folder(None, clip.ENV_CLIP, clip.CLIP_REPO, "CLIP model")
@@ -313,7 +313,7 @@ def run(args: argparse.Namespace) -> dict:
             )
 
     # 2. Load and score, one reward at a time (only one model in memory).
-    from .rewards import load_reward
+    from ..rewards import load_reward
 
     scores: dict[str, np.ndarray] = {}
     for name in names:

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .embedding import NegativeEmbedding
-from .encoders import match_tokens
-from .errors import UsageError
-from .generate import Settings
-from .train import REFL_MARGIN, TRAINABLE_PIPELINES, Backbone
-from .train_config import TrainConfig
+from ..core.embedding import NegativeEmbedding
+from ..core.encoders import match_tokens
+from ..core.errors import UsageError
+from ..core.settings import Settings
+from .config import TrainConfig
+from .denoise import TRAINABLE_PIPELINES, Backbone
+from .trainer import REFL_MARGIN
 
 # ReNeg per-sample stage (FACTS.md summary of the paper): at most 10 steps, patience 3.
 NEG_MAX_STEPS = 10

@@ -3,7 +3,7 @@
 VideoCrafter2UNet       the 3D UNet (unet.py)
 unet_from_original      lvdm checkpoint tensors -> VideoCrafter2UNet (convert.py)
 unet_to_original        the inverse
-python -m reneg_video.videocrafter2.convert CKPT OUT_DIR   whole checkpoint -> diffusers folder
+python -m reneg_video.commands.convert_videocrafter2 CKPT OUT_DIR   whole checkpoint -> diffusers folder
 VideoCrafter2Pipeline   text-to-video with lvdm's sampling (pipeline.py; imported on first use)
 """
 

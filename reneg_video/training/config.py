@@ -7,11 +7,10 @@ batch 64, 4000 steps. The reward loss is ReFL's relu(2 - r) (ImageReward's ReFL.
 
 from __future__ import annotations
 
-import argparse
 import math
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 
-from .errors import UsageError
+from ..core.errors import UsageError
 
 FRAME_SELECTIONS = ("all", "first", "middle", "last", "first,middle,last")
 LOSSES = ("relu2", "neg")
@@ -114,32 +113,3 @@ class TrainConfig:
     @property
     def micro_batch(self) -> int:
         return self.batch_size // self.grad_accum
-
-
-def build_parser(prog: str = "reneg-train") -> argparse.ArgumentParser:
-    from .cli import _Parser
-
-    parser = _Parser(
-        prog=prog,
-        description="Learn a ReNeg negative embedding: reward feedback through one CFG denoising step "
-        "(ReFL with classifier-free guidance in the loop). Runs unchanged under `accelerate launch`.",
-        epilog="tiny-* models and the tiny-imagereward reward are stand-ins with random weights: "
-        "what they learn is noise, useful for tests and demos only.\n"
-        "example: reneg-train --model tiny-sd21 --reward tiny-imagereward --prompts-file "
-        "../shared/prompts/imagereward_benchmark_prompts.txt --batch-size 2 --steps 30 --out runs/demo",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-            continue
-        kind = {"int": int, "float": float, "int | None": int, "float | None": float}.get(str(f.type), str)
-        default = None if f.default is MISSING else f.default
-        parser.add_argument(flag, type=kind, default=default, help=f.metadata["help"])
-    return parser
-
-
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    return TrainConfig(**vars(args))

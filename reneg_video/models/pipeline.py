@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelNotFoundError, SpecError, UsageError
-from .specs import AdapterSpec, load_spec, registry
+from ..core.errors import ModelNotFoundError, SpecError, UsageError
+from ..core.specs import AdapterSpec, load_spec, registry
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -126,7 +126,7 @@ def load_pipeline(
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
     folder, or spec file. The pipeline remembers its spec for `attach`.
 
-    `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.memory` (auto, off, balanced,
+    `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
     settings are in `pipe.reneg_memory`."""
     spec = resolve_spec(name_or_path, adapter)
@@ -145,7 +145,7 @@ def load_pipeline(
     if memory is None:
         pipe.to(device)
         return pipe
-    from .memory import OFFLOAD_MODES, apply_memory_preset, check_preset
+    from ..core.memory import OFFLOAD_MODES, apply_memory_preset, check_preset
 
     check_preset(memory)
     d = spec.defaults

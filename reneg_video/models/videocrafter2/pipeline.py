@@ -27,8 +27,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..encoders import CLIP_TOKENS
-from ..errors import EncoderMismatchError, UsageError
+from ...core.encoders import CLIP_TOKENS
+from ...core.errors import EncoderMismatchError, UsageError
 from .convert import SCALE_A, SCALE_B, SCALE_MID_STEP, USE_SCALE, scheduler_config
 from .unet import VideoCrafter2UNet
 

@@ -2,7 +2,7 @@
 
     unet_from_original(state_dict)  model.diffusion_model.* tensors -> VideoCrafter2UNet (strict)
     unet_to_original(unet)          the inverse, for round trips and for exporting fine-tuned weights
-    python -m reneg_video.videocrafter2.convert CKPT OUT_DIR
+    python -m reneg_video.commands.convert_videocrafter2 CKPT OUT_DIR
                                     model.ckpt -> a folder with unet/, vae/, scheduler/, README.md,
                                     model_index.json (+ text_encoder/, tokenizer/ if given)
 
@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_dir
-from ..errors import CheckpointError, ReNegError, UsageError
+from ...core.atomic import atomic_dir
+from ...core.errors import CheckpointError, UsageError
 from .unet import VideoCrafter2UNet
 
 # LatentDiffusion keeps its UNet under `model.diffusion_model.` (the DiffusionWrapper), the VAE under
@@ -322,7 +321,7 @@ MODEL_INDEX = {
     "scheduler": ["diffusers", "DDIMScheduler"],
     "text_encoder": ["transformers", "CLIPTextModel"],
     "tokenizer": ["transformers", "CLIPTokenizer"],
-    "unet": ["reneg_video.videocrafter2.unet", "VideoCrafter2UNet"],
+    "unet": ["reneg_video.models.videocrafter2.unet", "VideoCrafter2UNet"],
     "vae": ["diffusers", "AutoencoderKL"],
 }
 
@@ -330,7 +329,7 @@ README = """# VideoCrafter2 (converted by reneg-video)
 
 Converted from VideoCrafter2's `model.ckpt` (AILab-CVC/VideoCrafter, configs/inference_t2v_512_v2.0.yaml).
 
-- `unet/`: `reneg_video.videocrafter2.VideoCrafter2UNet` (`VideoCrafter2UNet.from_pretrained(dir, subfolder="unet")`).
+- `unet/`: `reneg_video.models.videocrafter2.VideoCrafter2UNet` (`VideoCrafter2UNet.from_pretrained(dir, subfolder="unet")`).
 - `vae/`: diffusers `AutoencoderKL` (SD VAE, scaling factor 0.18215).
 - `scheduler/`: `DDIMScheduler` config with lvdm's schedule; `use_scale`/`scale_b` record lvdm's latent
   rescaling, which `VideoCrafter2Pipeline` applies (DDIMScheduler itself ignores those keys).
@@ -341,7 +340,7 @@ layer norm: the same text encoder as Stable Diffusion 2.x and ZeroScope v2, whos
 `CLIPTextModel` simply has 23 of the 24 layers. The checkpoint's own copy (`cond_stage_model.*`) is not
 converted: copy `text_encoder/` and `tokenizer/` from a local SD2.1 or ZeroScope v2 folder into this one
 (or pass `--text-encoder-from DIR` to the converter); then
-`reneg_video.videocrafter2.VideoCrafter2Pipeline.from_pretrained(this_folder)` loads it (model_index.json).
+`reneg_video.models.videocrafter2.VideoCrafter2Pipeline.from_pretrained(this_folder)` loads it (model_index.json).
 """
 
 
@@ -386,33 +385,3 @@ def convert(
             for part in ("text_encoder", "tokenizer"):
                 shutil.copytree(source / part, tmp / part)
     return out_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..cli import _Parser  # argument errors: one line and exit 2, as for every other refusal
-
-    parser = _Parser(
-        prog="python -m reneg_video.videocrafter2.convert",
-        description="Convert VideoCrafter2's model.ckpt into a diffusers-style folder (unet/, vae/, scheduler/).",
-    )
-    parser.add_argument(
-        "ckpt", help="VideoCrafter2 model.ckpt (read with torch.load(weights_only=True) only)"
-    )
-    parser.add_argument("out_dir", help="folder to create (must not exist)")
-    parser.add_argument(
-        "--text-encoder-from",
-        metavar="DIR",
-        help="copy text_encoder/ and tokenizer/ from this SD2.1/ZeroScope folder",
-    )
-    try:
-        args = parser.parse_args(argv)
-        out = convert(args.ckpt, args.out_dir, args.text_encoder_from)
-    except ReNegError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

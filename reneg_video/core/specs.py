@@ -12,6 +12,7 @@ The built-in specs live in the top-level `adapters/` folder, shipped inside the 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -21,6 +22,7 @@ import tomllib
 
 from .encoders import FAMILIES, EncoderFamily
 from .errors import SpecError, UsageError
+from .settings import Settings
 
 USER_ADAPTER_DIR = Path("~/.config/reneg-video/adapters").expanduser()
 ADAPTERS_ENV = "RENEG_VIDEO_ADAPTERS"
@@ -125,14 +127,44 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
             f"{source} [rules]: size_multiple {r.size_multiple}, frame_step {r.frame_step}, frame_offset "
             f"{r.frame_offset}; expected size_multiple >= 1, frame_step >= 1, 0 <= frame_offset < frame_step"
         )
-    from .generate import Settings, validate_settings  # here: generate imports this module
-
     d = defaults
     try:
         validate_settings(spec, Settings(d.frames, d.height, d.width, d.steps, d.guidance, 0, d.fps))
     except UsageError as exc:
         raise SpecError(f"{source} [defaults]: {exc}; fix the spec's defaults") from None
     return spec
+
+
+def validate_settings(spec: AdapterSpec, s: Settings) -> None:
+    """Refuse settings that break the spec's rules (frame rule, size multiple, ranges), naming the fix."""
+    if s.frames <= 0:
+        raise UsageError(
+            f"--frames {s.frames}: expected a positive frame count (default {spec.defaults.frames})"
+        )
+    if spec.kind == "image" and s.frames != 1:
+        raise UsageError(f"--frames {s.frames}: {spec.name} is an image model; expected 1")
+    if not spec.frames_ok(s.frames):
+        step = spec.rules.frame_step
+        near = (s.frames // step) * step + spec.rules.frame_offset
+        raise UsageError(
+            f"--frames {s.frames}: {spec.name} needs {spec.frames_rule()} frames (its VAE compresses time "
+            f"by {step}); try --frames {near}"
+        )
+    m = spec.rules.size_multiple
+    for name, value in (("height", s.height), ("width", s.width)):
+        if value <= 0 or value % m:
+            fixed = max(m, round(value / m) * m)
+            raise UsageError(
+                f"--{name} {value}: {spec.name} needs a positive multiple of {m}; try --{name} {fixed}"
+            )
+    if s.steps <= 0:
+        raise UsageError(f"--steps {s.steps}: expected a positive number of denoising steps")
+    if not math.isfinite(s.guidance) or s.guidance < 0:
+        raise UsageError(f"--guidance {s.guidance}: expected a finite number >= 0 (CFG runs only above 1)")
+    if s.fps <= 0:
+        raise UsageError(f"--fps {s.fps}: expected a positive frame rate")
+    if s.seed < 0:
+        raise UsageError(f"--seed {s.seed}: expected a non-negative integer")
 
 
 # Field annotations (strings: `from __future__ import annotations`) -> the TOML types accepted.

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_dir
-from .encoders import CLIP_TOKENS, LTX_T5_TOKENS, EncoderFamily
-from .specs import AdapterSpec
+from ..core.atomic import atomic_dir
+from ..core.encoders import CLIP_TOKENS, LTX_T5_TOKENS, EncoderFamily
+from ..core.specs import AdapterSpec
 
 # Bump when a builder changes, so stale caches are rebuilt rather than reused.
 STANDIN_VERSION = "1"
@@ -321,5 +321,5 @@ BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "StableDiffusionPipeline": build_stable_diffusion,
     "LTXPipeline": build_ltx,
     "PixArtAlphaPipeline": build_pixart_alpha,
-    "reneg_video.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
+    "reneg_video.models.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
 }

@@ -1,0 +1,28 @@
+"""What the commands share: the argument parser that refuses in one line, and prompts from arguments."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.errors import UsageError
+from ..core.prompts import read_prompts_file
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument raises UsageError: one line, exit 2, as for every other refusal."""
+
+    def error(self, message: str) -> None:
+        raise UsageError(f"{message} (see --help)")
+
+
+def prompts_from_args(args) -> list[str]:
+    """--prompt (repeatable) then --prompts-file, stripped; refuses none and empty ones."""
+    prompts = list(args.prompt)
+    if args.prompts_file:
+        prompts += read_prompts_file(args.prompts_file)
+    if not prompts:
+        raise UsageError("no prompt: pass --prompt TEXT or --prompts-file FILE")
+    for text in prompts:
+        if not text.strip():
+            raise UsageError("--prompt '': empty prompt; pass some text")
+    return [t.strip() for t in prompts]

@@ -1,0 +1,64 @@
+"""Step 5 of a call: a model's settings with the user's overrides, and one seeded pipeline call.
+
+Settings are checked against the model's spec (its rules, in `core.specs`) before any model is loaded.
+Seeds drive a CPU generator, so the same seed gives the same initial noise on any device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..core.settings import Settings
+from ..core.specs import AdapterSpec, validate_settings
+
+
+def settings_for(spec: AdapterSpec, *, seed: int = 0, **overrides) -> Settings:
+    """The spec's defaults with the non-None overrides applied, validated."""
+    d = spec.defaults
+    values = {
+        "frames": d.frames,
+        "height": d.height,
+        "width": d.width,
+        "steps": d.steps,
+        "guidance": d.guidance,
+        "fps": d.fps,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(seed=seed, **values)
+    validate_settings(spec, settings)
+    return settings
+
+
+def generate(
+    pipe,
+    spec: AdapterSpec,
+    prompt: str,
+    settings: Settings,
+    negative_prompt: str | None = None,
+    latents: torch.Tensor | None = None,
+) -> np.ndarray:
+    """One video (or image) as float frames [F, H, W, 3] in [0, 1]. `latents` replaces the seeded noise."""
+    kwargs = dict(
+        prompt=prompt,
+        height=settings.height,
+        width=settings.width,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        generator=torch.Generator("cpu").manual_seed(settings.seed),
+        output_type="np",
+        **spec.call_kwargs,
+    )
+    if spec.kind == "video":
+        kwargs["num_frames"] = settings.frames
+    if spec.fps_arg:
+        kwargs[spec.fps_arg] = settings.fps
+    if negative_prompt:
+        kwargs["negative_prompt"] = negative_prompt
+    if latents is not None:
+        kwargs["latents"] = latents.to(pipe.device)
+    out = pipe(**kwargs)
+    frames = out.frames[0] if spec.kind == "video" else out.images
+    if hasattr(frames, "detach"):
+        frames = frames.detach().float().cpu().numpy()
+    return np.asarray(frames, dtype=np.float32)
