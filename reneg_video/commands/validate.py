@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds 2 --reward tiny-imagereward --out samples/out/validate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="model name (see reneg-video --list-models)")
+    p.add_argument(
+        "--model", required=True, help="model name (see reneg-video --list-models), or a diffusers folder"
+    )
     p.add_argument("--model-path", metavar="DIR", help="load the weights from this diffusers folder")
     p.add_argument("--neg", required=True, metavar="PATH", help="the ReNeg embedding to validate")
     p.add_argument("--prompts-file", required=True, metavar="FILE", help="one prompt per line")
@@ -88,7 +90,7 @@ def run(argv: list[str] | None = None) -> dict:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
     from ..models.generate import settings_for
-    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
 
     args = build_parser().parse_args(argv)
@@ -119,7 +121,7 @@ def run(argv: list[str] | None = None) -> dict:
     )
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
-    folder = model_folder(spec, args.model_path)
+    _, folder = resolve_model(args.model, args.model_path)
     return _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, args, out)
 
 

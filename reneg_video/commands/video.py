@@ -187,7 +187,7 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.encoders import check_family
     from ..core.memory import check_preset
     from ..models.generate import settings_for
-    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
 
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
@@ -227,7 +227,7 @@ def run(argv: list[str] | None = None) -> int:
     check_preset(args.memory)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
-    folder = model_folder(spec, args.model_path)
+    _, folder = resolve_model(args.model or "", args.model_path, args.adapter)
 
     # --- load, inject, generate, score, export ----------------------------------------------------
     run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
@@ -333,6 +333,9 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         width=settings.width,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
+    if pipe.reneg_call:
+        call = " ".join(f"{k}={v}" for k, v in pipe.reneg_call.items())
+        print(f"call: {call} (from the model's configs: timestep-conditioned VAE)", file=sys.stderr)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -380,17 +383,21 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         records.append(record)
     if args.json:
         _write_json(
-            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory
-        )
+            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory,
+            weights=str(folder), call=pipe.reneg_call,
+        )  # fmt: skip
     return 0
 
 
-def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
+def _write_json(
+    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, weights, call
+) -> None:
     from ..core.atomic import atomic_path
 
     summary = {
         "model": spec.name,
         "standin": spec.standin,
+        "weights": weights,  # the folder the weights were loaded from
         "note": "stand-in with random weights: outputs are noise" if spec.standin else None,
         "negative": None
         if neg is None
@@ -406,6 +413,7 @@ def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, recor
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "memory": memory,
+        "call_settings": call,  # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep)
         "videos": records,
     }
     with atomic_path(path) as tmp:

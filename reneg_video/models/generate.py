@@ -47,7 +47,8 @@ def generate(
         guidance_scale=settings.guidance,
         generator=torch.Generator("cpu").manual_seed(settings.seed),
         output_type="np",
-        **spec.call_kwargs,
+        # What this loaded model needs (models.pipeline.call_settings), then the spec's own arguments.
+        **{**getattr(pipe, "reneg_call", {}), **spec.call_kwargs},
     )
     if spec.kind == "video":
         kwargs["num_frames"] = settings.frames

@@ -7,8 +7,12 @@ elsewhere); stand-ins are built offline once into a cache folder and then load t
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import logging
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +21,13 @@ from ..core.errors import ModelNotFoundError, SpecError, UsageError
 from ..core.specs import AdapterSpec, load_spec, registry
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# LTX-Video 0.9.1+ VAEs are timestep-conditioned: they decode a slightly re-noised latent at this timestep and
+# noise scale (the values of diffusers' LTX-Video 0.9.1 example and Lightricks' inference config). Without them
+# LTXPipeline decodes at timestep 0.0, which those VAEs were not trained for.
+LTX_DECODE_TIMESTEP = 0.05
+LTX_DECODE_NOISE_SCALE = 0.025
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -111,6 +122,77 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
         ) from None
 
 
+def resolve_model(
+    name_or_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | None = None,
+    adapter: str | os.PathLike[str] | None = None,
+) -> tuple[AdapterSpec, Path]:
+    """The spec and the weights folder of `--model NAME|DIR [--model-path DIR] [--adapter SPEC]`.
+
+    The one resolution `load_pipeline` and every CLI share: a diffusers folder given as the model is the
+    weights folder too (never the cached copy of the repo its spec names); `model_path` wins when both are
+    given. Raises ModelNotFoundError/SpecError before anything loads."""
+    spec = resolve_spec(name_or_path, adapter)
+    if model_path is None and Path(name_or_path).is_dir():
+        model_path = name_or_path
+    return spec, model_folder(spec, model_path)
+
+
+class _ExpectedPickleOnlyNotice(logging.Filter):
+    """Drops the notice diffusers logs for a component folder that ships `.bin` weights and no
+    `.safetensors` (ZeroScope's repo): "An error occurred while trying to fetch DIR: Error no file named
+    X.safetensors found in directory DIR." and the "Defaulting to unsafe serialization" line right after it.
+    diffusers then reads the `.bin` with `torch.load(weights_only=True)`. Any other record passes, and so
+    does this one when the `.bin` is absent too (then loading really fails)."""
+
+    _NOTICE = re.compile(
+        r"An error occurred while trying to fetch (?P<dir>.+): Error no file named (?P<name>\S+)\.safetensors "
+        r"found in directory (?P=dir)\.$"
+    )
+    _FOLLOW_UP = "Defaulting to unsafe serialization"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._after_notice = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        after_notice, self._after_notice = self._after_notice, False
+        if after_notice and message.startswith(self._FOLLOW_UP):
+            self.dropped += 1
+            return False
+        m = self._NOTICE.match(message)
+        if m and (Path(m["dir"]) / f"{m['name']}.bin").is_file():
+            self.dropped += 1
+            self._after_notice = True
+            return False
+        return True
+
+
+@contextmanager
+def _quiet_expected_pickle_notices():
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    notice = _ExpectedPickleOnlyNotice()
+    logger.addFilter(notice)
+    try:
+        yield notice
+    finally:
+        logger.removeFilter(notice)
+
+
+def call_settings(pipe) -> dict:
+    """Pipeline-call arguments this loaded model needs, decided from its components' configs (not its name).
+
+    A timestep-conditioned VAE (`timestep_conditioning` in the VAE config: LTX-Video 0.9.1 and later) gets
+    `decode_timestep` and `decode_noise_scale`; diffusers' defaults (0.0, silently) fit only 0.9.0."""
+    vae_config = getattr(getattr(pipe, "vae", None), "config", None) or {}
+    accepted = inspect.signature(type(pipe).__call__).parameters
+    if vae_config.get("timestep_conditioning") and "decode_timestep" in accepted:
+        return {"decode_timestep": LTX_DECODE_TIMESTEP, "decode_noise_scale": LTX_DECODE_NOISE_SCALE}
+    return {}
+
+
 def load_pipeline(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = "auto",
@@ -128,20 +210,24 @@ def load_pipeline(
 
     `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
-    settings are in `pipe.reneg_memory`."""
-    spec = resolve_spec(name_or_path, adapter)
-    if model_path is None and Path(name_or_path).is_dir():
-        model_path = name_or_path
+    settings are in `pipe.reneg_memory`. `pipe.reneg_call` holds the call arguments the loaded model needs
+    (`call_settings`), which `reneg_video.models.generate.generate` passes on."""
+    spec, folder = resolve_model(name_or_path, model_path, adapter)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, spec, device)
-    folder = model_folder(spec, model_path)
-    pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+    with _quiet_expected_pickle_notices():
+        pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
     if spec.defaults.scheduler and type(pipe.scheduler).__name__ != spec.defaults.scheduler:
         import diffusers
 
         scheduler_cls = getattr(diffusers, spec.defaults.scheduler)
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     pipe.reneg_spec = spec
+    pipe.reneg_folder = folder
+    # What `generate` adds to every call for this model; the spec's own call_kwargs win over it.
+    pipe.reneg_call = call_settings(pipe)
+    if pipe.reneg_call:
+        log.info("call settings from the model's configs: %s", pipe.reneg_call)
     if memory is None:
         pipe.to(device)
         return pipe
