@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> dict:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
-    from ..models.generate import settings_for
+    from ..models.generate import require_cfg, settings_for
     from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
 
@@ -109,6 +109,7 @@ def run(argv: list[str] | None = None) -> dict:
         spec, seed=0, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
         guidance=args.guidance, fps=args.fps,
     )  # fmt: skip
+    require_cfg(settings, "--neg")  # every arm would be the same video
     neg = load_embedding(args.neg)
     check_family(neg.family, spec.family, spec.name, args.neg)
     out = Path(args.out)

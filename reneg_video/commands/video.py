@@ -186,7 +186,7 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
     from ..core.memory import check_preset
-    from ..models.generate import settings_for
+    from ..models.generate import require_cfg, settings_for
     from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
 
     if not args.model and not args.adapter:
@@ -212,6 +212,8 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("--neg and --negative-prompt conflict; use one, or add --compare to render both")
     if args.compare and not args.neg:
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
+    if args.neg or negative_prompt:
+        require_cfg(settings, "--neg" if args.neg else "--negative-prompt")
     reward_spec = _check_rewards(args)
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.errors import UsageError
 from ..core.settings import Settings
 from ..core.specs import AdapterSpec, validate_settings
 
@@ -28,6 +29,21 @@ def settings_for(spec: AdapterSpec, *, seed: int = 0, **overrides) -> Settings:
     settings = Settings(seed=seed, **values)
     validate_settings(spec, settings)
     return settings
+
+
+# diffusers' pipelines run the negative branch only when `guidance_scale > 1` (`do_classifier_free_guidance`):
+# at or below it a negative embedding or prompt is silently unused.
+CFG_MIN_GUIDANCE = 1.0
+
+
+def require_cfg(settings: Settings, option: str) -> None:
+    """Refuse a negative (`option`: --neg, --negative-prompt) that the requested guidance would never use."""
+    if settings.guidance <= CFG_MIN_GUIDANCE:
+        raise UsageError(
+            f"{option} with --guidance {settings.guidance:g}: classifier-free guidance is off at guidance <= 1 "
+            f"(as in LTX's distilled models), so the negative branch never runs; pass --guidance above 1 or "
+            f"leave {option} out"
+        )
 
 
 def generate(
