@@ -210,3 +210,91 @@ def ltx_single_file(pipe, path: Path, version: str = "0.9.1") -> Path:
     assert set(back_v) == set(vae), sorted(set(back_v) ^ set(vae))[:5]
     save_file(state, str(path))
     return path
+
+
+# --- memory: live-tensor peaks on CPU, full-size pipelines on the meta device -----------------------
+
+
+class LiveTensorPeak:
+    """Peak bytes of the tensor storages that ops create while active: what a GPU caching allocator would
+    have to hold (kernel-internal workspaces, e.g. CPU im2col buffers, are not counted)."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tracker = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker._track(out)
+                return out
+
+        self._mode = _Mode()
+        self._refs: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}
+        self.now = self.peak = 0
+
+    def _track(self, out) -> None:
+        import weakref
+
+        from torch.utils._pytree import tree_flatten
+
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0:
+                continue
+            if key not in self._refs:
+                self._refs[key] = 0
+                self._sizes[key] = storage.nbytes()
+                self.now += storage.nbytes()
+                self.peak = max(self.peak, self.now)
+            self._refs[key] += 1
+            weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        self._refs[key] -= 1
+        if not self._refs[key]:
+            del self._refs[key]
+            self.now -= self._sizes.pop(key)
+
+    def __enter__(self):
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._mode.__exit__(*exc)
+
+
+# T5-v1.1-xxl's encoder (google/t5-v1_1-xxl config.json): 4.76 B parameters.
+T5_XXL = dict(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, vocab_size=32128,
+              feed_forward_proj="gated-gelu", relative_attention_num_buckets=32)  # fmt: skip
+
+
+def ltx_meta_pipeline(version: str = "0.9.1", dtype: torch.dtype = torch.bfloat16):
+    """Full-size LTX-Video (published configs, T5-xxl) on the meta device: sizes without allocating."""
+    from accelerate import init_empty_weights
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    from reneg_video.models.standins import t5_tokenizer
+
+    with init_empty_weights():
+        pipe = LTXPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=AutoencoderKLLTXVideo(**published_config(version, "vae")),
+            text_encoder=T5EncoderModel(T5Config(**T5_XXL)),
+            tokenizer=t5_tokenizer(),
+            transformer=LTXVideoTransformer3DModel(**published_config(version, "transformer")),
+        )
+    for name in ("vae", "text_encoder", "transformer"):
+        getattr(pipe, name).to(dtype)
+    return pipe
