@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", required=True, help="model name (see reneg-video --list-models), or a diffusers folder"
     )
-    p.add_argument("--model-path", metavar="DIR", help="load the weights from this diffusers folder")
+    p.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="load the weights from this diffusers folder (LTX-Video: or a single-file .safetensors)",
+    )
     p.add_argument("--neg", required=True, metavar="PATH", help="the ReNeg embedding to validate")
     p.add_argument("--prompts-file", required=True, metavar="FILE", help="one prompt per line")
     p.add_argument("--max-prompts", type=int, help="use only the first K prompts")
@@ -140,7 +144,7 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
 
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: the report is noise", file=sys.stderr)
-    pipe = load_pipeline(folder, device, dtype, adapter=spec.source)
+    pipe = load_pipeline(args.model, device, dtype, model_path=args.model_path, adapter=spec.source)
     pipe.set_progress_bar_config(disable=True)
     attach(pipe, neg, spec)
     reward = load_reward_spec(args.reward, device=device)

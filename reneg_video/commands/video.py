@@ -30,6 +30,8 @@ models:
   or --model-path DIR; nothing is downloaded. tiny-zeroscope, tiny-ltx-video, tiny-sd15, tiny-sd21 and
   tiny-pixart-alpha are built-in STAND-INS with random weights: they run offline in seconds but their
   videos are NOISE, for demos and tests only. `--list-models` shows every spec, your own included.
+  ltx-video also loads a single-file checkpoint (ComfyUI / LTX repo, 0.9.0 and 0.9.1) given with
+  --model-path FILE.safetensors, with the release's config shipped in the package.
 
 embeddings (--neg):
   the released ReNeg files as they are: sd2.1_reneg_emb.bin -> zeroscope (OpenCLIP ViT-H/14, 1024
@@ -67,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model", default=None, help="model name or alias (see --list-models), or a diffusers folder"
     )
-    g.add_argument("--model-path", metavar="DIR", help="load the weights from this diffusers folder")
+    g.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="load the weights from this diffusers folder (LTX-Video: or a single-file .safetensors "
+        "checkpoint, its text encoder taken from --model DIR or the HF cache)",
+    )
     g.add_argument(
         "--adapter", metavar="SPEC.toml", help="use this adapter spec file (a model the built-ins lack)"
     )
@@ -325,9 +332,10 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: its output is noise", file=sys.stderr)
     pipe = load_pipeline(
-        folder,
+        args.model or "",
         device,
         dtype,
+        model_path=args.model_path,
         adapter=spec.source,
         memory=args.memory,
         frames=settings.frames,
