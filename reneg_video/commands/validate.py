@@ -57,8 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds 2 --reward tiny-imagereward --out samples/out/validate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="model name (see reneg-video --list-models)")
-    p.add_argument("--model-path", metavar="DIR", help="load the weights from this diffusers folder")
+    p.add_argument(
+        "--model", required=True, help="model name (see reneg-video --list-models), or a diffusers folder"
+    )
+    p.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="load the weights from this diffusers folder (LTX-Video: or a single-file .safetensors)",
+    )
     p.add_argument("--neg", required=True, metavar="PATH", help="the ReNeg embedding to validate")
     p.add_argument("--prompts-file", required=True, metavar="FILE", help="one prompt per line")
     p.add_argument("--max-prompts", type=int, help="use only the first K prompts")
@@ -87,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> dict:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
-    from ..models.generate import settings_for
-    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..models.generate import require_cfg, settings_for
+    from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
 
     args = build_parser().parse_args(argv)
@@ -107,6 +113,7 @@ def run(argv: list[str] | None = None) -> dict:
         spec, seed=0, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
         guidance=args.guidance, fps=args.fps,
     )  # fmt: skip
+    require_cfg(settings, "--neg")  # every arm would be the same video
     neg = load_embedding(args.neg)
     check_family(neg.family, spec.family, spec.name, args.neg)
     out = Path(args.out)
@@ -119,7 +126,7 @@ def run(argv: list[str] | None = None) -> dict:
     )
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
-    folder = model_folder(spec, args.model_path)
+    _, folder = resolve_model(args.model, args.model_path)
     return _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, args, out)
 
 
@@ -137,7 +144,7 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
 
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: the report is noise", file=sys.stderr)
-    pipe = load_pipeline(folder, device, dtype, adapter=spec.source)
+    pipe = load_pipeline(args.model, device, dtype, model_path=args.model_path, adapter=spec.source)
     pipe.set_progress_bar_config(disable=True)
     attach(pipe, neg, spec)
     reward = load_reward_spec(args.reward, device=device)

@@ -30,6 +30,8 @@ models:
   or --model-path DIR; nothing is downloaded. tiny-zeroscope, tiny-ltx-video, tiny-sd15, tiny-sd21 and
   tiny-pixart-alpha are built-in STAND-INS with random weights: they run offline in seconds but their
   videos are NOISE, for demos and tests only. `--list-models` shows every spec, your own included.
+  ltx-video also loads a single-file checkpoint (ComfyUI / LTX repo, 0.9.0 and 0.9.1) given with
+  --model-path FILE.safetensors, with the release's config shipped in the package.
 
 embeddings (--neg):
   the released ReNeg files as they are: sd2.1_reneg_emb.bin -> zeroscope (OpenCLIP ViT-H/14, 1024
@@ -67,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--model", default=None, help="model name or alias (see --list-models), or a diffusers folder"
     )
-    g.add_argument("--model-path", metavar="DIR", help="load the weights from this diffusers folder")
+    g.add_argument(
+        "--model-path",
+        metavar="DIR",
+        help="load the weights from this diffusers folder (LTX-Video: or a single-file .safetensors "
+        "checkpoint, its text encoder taken from --model DIR or the HF cache)",
+    )
     g.add_argument(
         "--adapter", metavar="SPEC.toml", help="use this adapter spec file (a model the built-ins lack)"
     )
@@ -186,8 +193,8 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
     from ..core.memory import check_preset
-    from ..models.generate import settings_for
-    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..models.generate import require_cfg, settings_for
+    from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
 
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
@@ -212,6 +219,8 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("--neg and --negative-prompt conflict; use one, or add --compare to render both")
     if args.compare and not args.neg:
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
+    if args.neg or negative_prompt:
+        require_cfg(settings, "--neg" if args.neg else "--negative-prompt")
     reward_spec = _check_rewards(args)
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
@@ -227,7 +236,7 @@ def run(argv: list[str] | None = None) -> int:
     check_preset(args.memory)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
-    folder = model_folder(spec, args.model_path)
+    _, folder = resolve_model(args.model or "", args.model_path, args.adapter)
 
     # --- load, inject, generate, score, export ----------------------------------------------------
     run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
@@ -323,9 +332,10 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: its output is noise", file=sys.stderr)
     pipe = load_pipeline(
-        folder,
+        args.model or "",
         device,
         dtype,
+        model_path=args.model_path,
         adapter=spec.source,
         memory=args.memory,
         frames=settings.frames,
@@ -333,6 +343,9 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         width=settings.width,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
+    if pipe.reneg_call:
+        call = " ".join(f"{k}={v}" for k, v in pipe.reneg_call.items())
+        print(f"call: {call} (from the model's configs: timestep-conditioned VAE)", file=sys.stderr)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -380,17 +393,21 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         records.append(record)
     if args.json:
         _write_json(
-            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory
-        )
+            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory,
+            weights=str(folder), call=pipe.reneg_call,
+        )  # fmt: skip
     return 0
 
 
-def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
+def _write_json(
+    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, weights, call
+) -> None:
     from ..core.atomic import atomic_path
 
     summary = {
         "model": spec.name,
         "standin": spec.standin,
+        "weights": weights,  # the folder the weights were loaded from
         "note": "stand-in with random weights: outputs are noise" if spec.standin else None,
         "negative": None
         if neg is None
@@ -406,6 +423,7 @@ def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, recor
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "memory": memory,
+        "call_settings": call,  # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep)
         "videos": records,
     }
     with atomic_path(path) as tmp:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.errors import UsageError
 from ..core.settings import Settings
 from ..core.specs import AdapterSpec, validate_settings
 
@@ -30,6 +31,21 @@ def settings_for(spec: AdapterSpec, *, seed: int = 0, **overrides) -> Settings:
     return settings
 
 
+# diffusers' pipelines run the negative branch only when `guidance_scale > 1` (`do_classifier_free_guidance`):
+# at or below it a negative embedding or prompt is silently unused.
+CFG_MIN_GUIDANCE = 1.0
+
+
+def require_cfg(settings: Settings, option: str) -> None:
+    """Refuse a negative (`option`: --neg, --negative-prompt) that the requested guidance would never use."""
+    if settings.guidance <= CFG_MIN_GUIDANCE:
+        raise UsageError(
+            f"{option} with --guidance {settings.guidance:g}: classifier-free guidance is off at guidance <= 1 "
+            f"(as in LTX's distilled models), so the negative branch never runs; pass --guidance above 1 or "
+            f"leave {option} out"
+        )
+
+
 def generate(
     pipe,
     spec: AdapterSpec,
@@ -47,7 +63,8 @@ def generate(
         guidance_scale=settings.guidance,
         generator=torch.Generator("cpu").manual_seed(settings.seed),
         output_type="np",
-        **spec.call_kwargs,
+        # What this loaded model needs (models.pipeline.call_settings), then the spec's own arguments.
+        **{**getattr(pipe, "reneg_call", {}), **spec.call_kwargs},
     )
     if spec.kind == "video":
         kwargs["num_frames"] = settings.frames

@@ -7,8 +7,12 @@ elsewhere); stand-ins are built offline once into a cache folder and then load t
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import logging
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +21,13 @@ from ..core.errors import ModelNotFoundError, SpecError, UsageError
 from ..core.specs import AdapterSpec, load_spec, registry
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# LTX-Video 0.9.1+ VAEs are timestep-conditioned: they decode a slightly re-noised latent at this timestep and
+# noise scale (the values of diffusers' LTX-Video 0.9.1 example and Lightricks' inference config). Without them
+# LTXPipeline decodes at timestep 0.0, which those VAEs were not trained for.
+LTX_DECODE_TIMESTEP = 0.05
+LTX_DECODE_NOISE_SCALE = 0.025
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -81,14 +92,22 @@ def resolve_spec(
 
 
 def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = None) -> Path:
-    """Where the weights are; raises ModelNotFoundError (with how to get them) when absent."""
+    """Where the weights are (a diffusers folder, or a single-file `.safetensors` where the spec's pipeline
+    takes one); raises ModelNotFoundError (with how to get them) when absent."""
     if model_path is not None:
         folder = Path(model_path)
+        if folder.is_file() and folder.suffix == ".safetensors" and spec.pipeline in SINGLE_FILE_PIPELINES:
+            return folder
         if folder.is_file() and spec.setup:
             raise ModelNotFoundError(f"--model-path {folder}: a file; {spec.setup}")
         if not (folder / "model_index.json").exists():
+            single = (
+                " (or, for LTX-Video, a single-file .safetensors)"
+                if spec.pipeline in SINGLE_FILE_PIPELINES
+                else ""
+            )
             raise ModelNotFoundError(
-                f"--model-path {folder}: no model_index.json there; pass a diffusers model folder "
+                f"--model-path {folder}: no model_index.json there; pass a diffusers model folder{single} "
                 f"(e.g. a snapshot of {spec.repo_id or spec.name})"
             )
         return folder
@@ -98,17 +117,192 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
         return standin_path(spec)
     if spec.setup:
         raise ModelNotFoundError(f"{spec.name}: weights not given; {spec.setup}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
-        return Path(snapshot_download(spec.repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
+        return _cached_snapshot(spec.repo_id)
+    except ModelNotFoundError:
         raise ModelNotFoundError(
             f"{spec.name}: {spec.repo_id} is not in the local Hugging Face cache and nothing is downloaded; "
             f"on a machine with network run `hf download {spec.repo_id}` and copy the cache here, "
             "or pass --model-path DIR"
         ) from None
+
+
+def _cached_snapshot(repo_id: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise ModelNotFoundError(f"{repo_id} is not in the local Hugging Face cache") from None
+
+
+def _is_folder(name_or_path: str | os.PathLike[str]) -> bool:
+    return bool(str(name_or_path)) and Path(name_or_path).is_dir()  # Path("") is ".", a folder
+
+
+# --- single-file checkpoints --------------------------------------------------------------------------
+# LTX-Video as ComfyUI and the LTX repo hold it: transformer + VAE in one `.safetensors`, original key layout.
+# diffusers' `from_single_file` converts it given a config; the configs of the LTXPipeline releases ship in
+# `ltx_configs/<diffusers model type>/{transformer,vae}/config.json`, so nothing is downloaded.
+SINGLE_FILE_PIPELINES = ("LTXPipeline",)
+SINGLE_FILE_CONFIGS = Path(__file__).resolve().parent / "ltx_configs"
+# What a single file lacks, in the spec's repo: what `hf download REPO --include ...` must fetch.
+SINGLE_FILE_BASE = ("model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*")
+
+
+def single_file_base(
+    spec: AdapterSpec, name_or_path: str | os.PathLike[str], checkpoint: Path | None = None
+) -> Path:
+    """Where a single-file checkpoint's text encoder, tokenizer and scheduler come from: the diffusers folder
+    given as the model, else the local HF cache of the spec's repo. Raises a one-line ModelNotFoundError
+    naming what is missing and the `hf download --include` that fetches only that."""
+    if _is_folder(name_or_path):
+        base, where = Path(name_or_path), str(name_or_path)
+    else:
+        where = f"{spec.repo_id} in the local Hugging Face cache"
+        try:
+            base = _cached_snapshot(spec.repo_id)
+        except ModelNotFoundError:
+            base = None
+    needed = ("model_index.json", "text_encoder/config.json", "tokenizer", "scheduler")
+    missing = list(needed) if base is None else [p for p in needed if not (base / p).exists()]
+    if missing:
+        include = " ".join(f'"{p}"' for p in SINGLE_FILE_BASE)
+        raise ModelNotFoundError(
+            f"--model-path {checkpoint}: a single-file checkpoint holds the transformer and VAE only; the text "
+            f"encoder, tokenizer and scheduler come from {where}, which lacks {', '.join(missing)}; run "
+            f"`hf download {spec.repo_id} --include {include}` (not its checkpoints) where there is "
+            "network, or pass --model DIR (a diffusers LTX-Video folder)"
+        )
+    return base
+
+
+def _single_file_configs(path: Path, checkpoint: dict, base: Path, user_folder: bool) -> Path:
+    """The config root for `from_single_file`: a diffusers folder the user gave, else the shipped configs of
+    the release the checkpoint's keys identify (diffusers' `infer_diffusers_model_type`)."""
+    if user_folder and all((base / part / "config.json").exists() for part in ("transformer", "vae")):
+        return base
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    shipped = sorted(p.name for p in SINGLE_FILE_CONFIGS.iterdir() if p.is_dir())
+    try:
+        model_type = infer_diffusers_model_type(checkpoint)
+    except (KeyError, IndexError, AttributeError):
+        model_type = "unknown"
+    if model_type not in shipped:
+        raise ModelNotFoundError(
+            f"--model-path {path}: a {model_type!r} checkpoint; the LTXPipeline releases with shipped configs "
+            f"are {shipped} (0.9.5 and later need LTXConditionPipeline); pass --model DIR, a diffusers folder "
+            "with its transformer/ and vae/ configs"
+        )
+    return SINGLE_FILE_CONFIGS / model_type
+
+
+def _load_single_file(spec: AdapterSpec, path: Path, base: Path, user_folder: bool, dtype: torch.dtype):
+    import diffusers
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        checkpoint = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ModelNotFoundError(f"--model-path {path}: not a readable .safetensors file ({exc})") from None
+    configs = _single_file_configs(path, checkpoint, base, user_folder)
+    components = {}
+    for name in ("transformer", "vae"):
+        class_name = json.loads((configs / name / "config.json").read_text())["_class_name"]
+        try:
+            components[name] = getattr(diffusers, class_name).from_single_file(
+                dict(checkpoint),  # the converters pop keys: each gets its own view of the tensors
+                config=str(configs),
+                subfolder=name,
+                torch_dtype=dtype,
+                local_files_only=True,
+            )
+        except (ValueError, RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelNotFoundError(
+                f"--model-path {path}: its {name} does not match the config in {configs / name} ({first}); "
+                "pass --model DIR with the configs of this checkpoint's release"
+            ) from None
+    return pipeline_class(spec).from_pretrained(base, **components, dtype=dtype, local_files_only=True)
+
+
+def resolve_model(
+    name_or_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | None = None,
+    adapter: str | os.PathLike[str] | None = None,
+) -> tuple[AdapterSpec, Path]:
+    """The spec and the weights folder of `--model NAME|DIR [--model-path DIR] [--adapter SPEC]`.
+
+    The one resolution `load_pipeline` and every CLI share: a diffusers folder given as the model is the
+    weights folder too (never the cached copy of the repo its spec names); `model_path` wins when both are
+    given. `model_path` may be a single-file LTX-Video `.safetensors`: its text encoder, tokenizer and
+    scheduler then come from the folder given as the model, else the spec's repo in the HF cache
+    (`single_file_base`). Raises ModelNotFoundError/SpecError before anything loads."""
+    spec = resolve_spec(name_or_path, adapter)
+    if model_path is None and _is_folder(name_or_path):
+        model_path = name_or_path
+    weights = model_folder(spec, model_path)
+    if weights.is_file():
+        single_file_base(spec, name_or_path, weights)  # refuse a missing text encoder before loading
+    return spec, weights
+
+
+class _ExpectedPickleOnlyNotice(logging.Filter):
+    """Drops the notice diffusers logs for a component folder that ships `.bin` weights and no
+    `.safetensors` (ZeroScope's repo): "An error occurred while trying to fetch DIR: Error no file named
+    X.safetensors found in directory DIR." and the "Defaulting to unsafe serialization" line right after it.
+    diffusers then reads the `.bin` with `torch.load(weights_only=True)`. Any other record passes, and so
+    does this one when the `.bin` is absent too (then loading really fails)."""
+
+    _NOTICE = re.compile(
+        r"An error occurred while trying to fetch (?P<dir>.+): Error no file named (?P<name>\S+)\.safetensors "
+        r"found in directory (?P=dir)\.$"
+    )
+    _FOLLOW_UP = "Defaulting to unsafe serialization"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._after_notice = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        after_notice, self._after_notice = self._after_notice, False
+        if after_notice and message.startswith(self._FOLLOW_UP):
+            self.dropped += 1
+            return False
+        m = self._NOTICE.match(message)
+        if m and (Path(m["dir"]) / f"{m['name']}.bin").is_file():
+            self.dropped += 1
+            self._after_notice = True
+            return False
+        return True
+
+
+@contextmanager
+def _quiet_expected_pickle_notices():
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    notice = _ExpectedPickleOnlyNotice()
+    logger.addFilter(notice)
+    try:
+        yield notice
+    finally:
+        logger.removeFilter(notice)
+
+
+def call_settings(pipe) -> dict:
+    """Pipeline-call arguments this loaded model needs, decided from its components' configs (not its name).
+
+    A timestep-conditioned VAE (`timestep_conditioning` in the VAE config: LTX-Video 0.9.1 and later) gets
+    `decode_timestep` and `decode_noise_scale`; diffusers' defaults (0.0, silently) fit only 0.9.0."""
+    vae_config = getattr(getattr(pipe, "vae", None), "config", None) or {}
+    accepted = inspect.signature(type(pipe).__call__).parameters
+    if vae_config.get("timestep_conditioning") and "decode_timestep" in accepted:
+        return {"decode_timestep": LTX_DECODE_TIMESTEP, "decode_noise_scale": LTX_DECODE_NOISE_SCALE}
+    return {}
 
 
 def load_pipeline(
@@ -128,20 +322,28 @@ def load_pipeline(
 
     `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
-    settings are in `pipe.reneg_memory`."""
-    spec = resolve_spec(name_or_path, adapter)
-    if model_path is None and Path(name_or_path).is_dir():
-        model_path = name_or_path
+    settings are in `pipe.reneg_memory`. `pipe.reneg_call` holds the call arguments the loaded model needs
+    (`call_settings`), which `reneg_video.models.generate.generate` passes on."""
+    spec, folder = resolve_model(name_or_path, model_path, adapter)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, spec, device)
-    folder = model_folder(spec, model_path)
-    pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+    with _quiet_expected_pickle_notices():
+        if folder.is_file():
+            base = single_file_base(spec, name_or_path, folder)
+            pipe = _load_single_file(spec, folder, base, _is_folder(name_or_path), torch_dtype)
+        else:
+            pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
     if spec.defaults.scheduler and type(pipe.scheduler).__name__ != spec.defaults.scheduler:
         import diffusers
 
         scheduler_cls = getattr(diffusers, spec.defaults.scheduler)
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     pipe.reneg_spec = spec
+    pipe.reneg_folder = folder
+    # What `generate` adds to every call for this model; the spec's own call_kwargs win over it.
+    pipe.reneg_call = call_settings(pipe)
+    if pipe.reneg_call:
+        log.info("call settings from the model's configs: %s", pipe.reneg_call)
     if memory is None:
         pipe.to(device)
         return pipe
