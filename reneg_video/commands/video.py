@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="also render the baseline with the same seed, side by side"
     )
     o.add_argument("--json", metavar="PATH", help="write a machine-readable summary here")
+    o.add_argument(
+        "--export-ltxv-conditioning",
+        metavar="PATH.safetensors",
+        help="write --neg matched to the LTX model as the file ComfyUI-LTXVideo's LTXVLoadConditioning node "
+        "reads (put it in ComfyUI/models/embeddings/) and exit; no weights are loaded",
+    )
     r = p.add_argument_group("rewards and per-sample refinement")
     r.add_argument(
         "--score",
@@ -192,6 +198,8 @@ def run(argv: list[str] | None = None) -> int:
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
     spec = resolve_spec(args.model or "", args.adapter)
+    if args.export_ltxv_conditioning:
+        return _export_ltxv(args, spec)
     prompts = prompts_from_args(args)
     settings = settings_for(
         spec,
@@ -232,6 +240,17 @@ def run(argv: list[str] | None = None) -> int:
     # --- load, inject, generate, score, export ----------------------------------------------------
     run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
     return _generate_all(run, folder, device, dtype, prompts, outputs)
+
+
+def _export_ltxv(args, spec) -> int:
+    """--export-ltxv-conditioning: the embedding as LTX-Video sees it, in ComfyUI-LTXVideo's file format."""
+    from ..core.conditioning import save_ltxv_conditioning
+    from ..core.embedding import load_embedding
+
+    if not args.neg:
+        raise UsageError("--export-ltxv-conditioning needs --neg PATH (the embedding to export)")
+    print(save_ltxv_conditioning(load_embedding(args.neg), spec, args.export_ltxv_conditioning))
+    return 0
 
 
 def _check_rewards(args) -> str | None:
