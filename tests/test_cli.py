@@ -149,7 +149,7 @@ def test_help_explains_models_embeddings_and_noise():
     text = build_parser().format_help()
     for needle in ("--neg", "--negative-prompt", "--compare", "--json", "8k+1", "NOISE", "tiny-zeroscope",
                    "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper", "--score", "--optimize-neg", "--optimize-noise", "--best-of",
-                   "--export-ltxv-conditioning", "LTXVLoadConditioning"):  # fmt: skip
+                   "--export-ltxv-conditioning", "LTXVLoadConditioning", "--min-reward"):  # fmt: skip
         assert needle in text, needle
 
 

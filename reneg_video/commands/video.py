@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         "with --compare every arm is scored",
     )
     r.add_argument(
+        "--min-reward",
+        type=float,
+        metavar="X",
+        help="keep only the videos whose mean frame reward under --score is >= X (as ImageReward's web UI "
+        "filters): the others are not written; every score, kept or not, goes to --json",
+    )
+    r.add_argument(
         "--reward",
         metavar="REWARD",
         help="objective of --optimize-neg/--optimize-noise/--best-of (default: --score's, else imagereward); "
@@ -271,6 +278,13 @@ def _check_rewards(args) -> str | None:
         if text is not None:
             for name, _ in parse_reward_spec(text):
                 check_reward_name(name)
+    if args.min_reward is not None:
+        if not args.score:
+            raise UsageError(
+                f"--min-reward {args.min_reward}: needs --score REWARD, the reward whose mean frame score it filters"
+            )
+        if not np.isfinite(args.min_reward):
+            raise UsageError(f"--min-reward {args.min_reward}: expected a finite number")
     needs = args.optimize_neg or args.optimize_noise or args.best_of
     return (args.reward or args.score or "imagereward") if needs else None
 
@@ -376,12 +390,6 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
                     ),
                 }
             arms = {**baselines, **arms}
-        main_paths = paths[::2] if args.compare else paths
-        written = [str(export_video(frames, path, settings.fps)) for path in main_paths]
-        compared = []
-        if args.compare:
-            side_by_side = np.concatenate(list(arms.values()), axis=2)
-            compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
         if run.scorer is not None:
             record["scores"] = {}
             for arm, arm_frames in arms.items():
@@ -391,6 +399,22 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
                 print(
                     f"{arm:12s} {run.scorer.name}: mean {mean:.4f}  min {min(per_frame):.4f}", file=sys.stderr
                 )
+        written, compared = [], []
+        if args.min_reward is not None:
+            main_arm = "reneg" if run.neg is not None else "output"
+            record["kept"] = record["scores"][main_arm]["mean"] >= args.min_reward
+        if record.get("kept", True):
+            main_paths = paths[::2] if args.compare else paths
+            written = [str(export_video(frames, path, settings.fps)) for path in main_paths]
+            if args.compare:
+                side_by_side = np.concatenate(list(arms.values()), axis=2)
+                compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
+        else:
+            print(
+                f"filtered: {prompt!r} mean {run.scorer.name} {record['scores'][main_arm]['mean']:.4f} < "
+                f"--min-reward {args.min_reward}; not written",
+                file=sys.stderr,
+            )
         for path in written + compared:
             print(path)
         record.update(
@@ -399,12 +423,23 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         records.append(record)
     if args.json:
         _write_json(
-            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory
+            args.json,
+            spec,
+            run.neg,
+            run.negative_prompt,
+            settings,
+            device,
+            dtype,
+            records,
+            pipe.reneg_memory,
+            args.min_reward,
         )
     return 0
 
 
-def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
+def _write_json(
+    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, min_reward=None
+) -> None:
     from ..core.atomic import atomic_path
 
     summary = {
@@ -425,6 +460,8 @@ def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, recor
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "memory": memory,
+        "min_reward": min_reward,
+        "kept": sum(r.get("kept", True) for r in records),
         "videos": records,
     }
     with atomic_path(path) as tmp:
