@@ -95,3 +95,34 @@ def test_resume_refuses_other_arguments_and_new_runs_refuse_an_existing_folder(t
     err = capsys.readouterr().err
     assert "other" in err and "seeds" in err and len(err.strip().splitlines()) == 1
     assert os.listdir(out) == ["run.json"]
+
+
+def test_reneg_video_shares_prompts_over_two_processes(tmp_path):
+    pytest.importorskip("accelerate")
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+
+    def video_args(folder: Path) -> list[str]:
+        folder.mkdir()
+        args = ["-m", "reneg_video.commands.video", "--device", "cpu", "--model", "tiny-zeroscope", "--neg",
+                str(shared_file("sd2.1_reneg_emb.bin")), "--frames", "2", "--height", "32", "--width", "32",
+                "--steps", "1", "--score", "tiny-imagereward", "--quiet", "--out", str(folder / "v.mp4"),
+                "--json", str(folder / "v.json")]  # fmt: skip
+        for prompt in ("a cat", "a dog", "a red panda"):
+            args += ["--prompt", prompt]
+        return args
+
+    results = {}
+    for name, launcher in (("one", None), ("two", launch)):
+        done = _run(video_args(tmp_path / name), launcher)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if launcher:
+            assert "process 0/2: prompts [0, 2]" in done.stderr and "process 1/2: prompts [1]" in done.stderr
+        summary = json.loads((tmp_path / name / "v.json").read_text())
+        for record in summary["videos"]:
+            record.pop("seconds")
+            record["outputs"] = [Path(p).name for p in record["outputs"]]
+            assert all((tmp_path / name / p).is_file() for p in record["outputs"])
+        results[name] = summary["videos"]
+    assert [r["prompt"] for r in results["two"]] == ["a cat", "a dog", "a red panda"]
+    assert results["two"] == results["one"]  # same files, same seeds, same scores

@@ -41,6 +41,8 @@ outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
   prompts each file name gets -000, -001, ... before its suffix. --compare also writes NAME-compare.EXT:
   null text | handcrafted negative (--negative-prompt, default {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
+  Several prompts under `accelerate launch --multi_gpu --num_processes N -m reneg_video.commands.video ...`
+  are shared out over the processes (one GPU each; on CPU add --device cpu); the main one writes --json.
 
 examples:
   reneg-video --model tiny-zeroscope --neg ../shared/reneg/sd2.1_reneg_emb.bin \\
@@ -350,6 +352,11 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from ..models.pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
+    from ..core.shard import Processes
+
+    procs = Processes(cpu=device.type == "cpu")  # under `accelerate launch` the prompts are shared out
+    if procs.count > 1 and device.type != "cpu":
+        device = procs.device  # one GPU per process
     diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice
     diffusers_logging.disable_progress_bar()  # loading bars; the denoising bar stays unless --quiet
     transformers_logging.disable_progress_bar()
@@ -375,7 +382,12 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         run.objective = load_reward_spec(run.reward_spec, device=device) if run.reward_spec else None
         run.scorer = load_reward_spec(args.score, device=device) if args.score else None
     records = []
-    for prompt, paths in zip(prompts, outputs, strict=True):
+    if procs.count > 1:
+        print(
+            f"process {procs.index}/{procs.count}: prompts {procs.mine(range(len(prompts)))}", file=sys.stderr
+        )
+    for index in procs.mine(range(len(prompts))):
+        prompt, paths = prompts[index], outputs[index]
         start = time.perf_counter()
         frames, record = _render(run, pipe, prompt)
         arms = {"reneg" if run.neg is not None else "output": frames}
@@ -420,8 +432,9 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         record.update(
             prompt=prompt, outputs=written, compare=compared, seconds=round(time.perf_counter() - start, 3)
         )
-        records.append(record)
-    if args.json:
+        records.append((index, record))
+    records = [record for _, record in sorted(procs.gather(records), key=lambda pair: pair[0])]
+    if args.json and procs.is_main:
         _write_json(
             args.json,
             spec,

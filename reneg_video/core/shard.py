@@ -10,6 +10,7 @@ The folder's `run.json` records what the run is; a resume with other arguments i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,25 +21,43 @@ MANIFEST = "run.json"
 ITEMS = "items"
 
 
+def launched() -> bool:
+    """True under a multi-process launcher (accelerate launch / torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 class Processes:
-    """This process's place among those `accelerate launch` started (one, without it)."""
+    """This process's place among those `accelerate launch` started; without a launcher, the only one
+    (accelerate's process group is then never initialised)."""
 
     def __init__(self, cpu: bool = False) -> None:
-        from accelerate import PartialState
+        self._state = None
+        self.index, self.count, self.is_main, self.device = 0, 1, True, None
+        if launched():
+            from accelerate import PartialState
 
-        # cpu=True under `--multi_gpu` gives gloo processes on CPU (accelerate's `launch --cpu` gives one).
-        self._state = PartialState(cpu=cpu)
-        self.index = self._state.process_index
-        self.count = self._state.num_processes
-        self.is_main = self._state.is_main_process
-        self.device = self._state.device
+            # cpu=True under `--multi_gpu` gives gloo processes on CPU (`launch --cpu` alone gives one).
+            self._state = PartialState(cpu=cpu)
+            self.index = self._state.process_index
+            self.count = self._state.num_processes
+            self.is_main = self._state.is_main_process
+            self.device = self._state.device
 
     def mine(self, items: Sequence) -> list:
         """This process's share: every count-th item, starting at its index."""
         return list(items[self.index :: self.count])
 
     def barrier(self) -> None:
-        self._state.wait_for_everyone()
+        if self._state is not None:
+            self._state.wait_for_everyone()
+
+    def gather(self, objects: list) -> list:
+        """Every process's list, concatenated in process order (a plain copy for one process)."""
+        if self.count == 1:
+            return list(objects)
+        from accelerate.utils import gather_object
+
+        return gather_object(objects)
 
 
 class ItemStore:
