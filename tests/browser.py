@@ -57,3 +57,15 @@ def video_states(page: Path, user_data: Path) -> list[tuple[int, float]]:
     found = re.search(r'data-probe="([^"]*)"', out.stdout)
     assert found, out.stderr[-2000:]
     return [(int(s.split(":")[0]), float(s.split(":")[1])) for s in found.group(1).split(",") if s]
+
+
+def screenshot(page: Path, png: Path, user_data: Path, size: tuple[int, int] = (1200, 1600)) -> Path:
+    """A PNG of a local page as headless Chromium renders it (the window's top `size` pixels)."""
+    flags = [f for f in CHROMIUM_FLAGS if f != "--dump-dom"]
+    out = subprocess.run(
+        [chromium(), *flags, f"--user-data-dir={user_data}", f"--window-size={size[0]},{size[1]}",
+         "--hide-scrollbars", f"--screenshot={png}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert png.is_file() and png.stat().st_size > 0, out.stderr[-2000:]
+    return png

@@ -148,7 +148,8 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 def test_help_explains_models_embeddings_and_noise():
     text = build_parser().format_help()
     for needle in ("--neg", "--negative-prompt", "--compare", "--json", "8k+1", "NOISE", "tiny-zeroscope",
-                   "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper", "--score", "--optimize-neg", "--optimize-noise", "--best-of"):  # fmt: skip
+                   "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper", "--score", "--optimize-neg", "--optimize-noise", "--best-of",
+                   "--export-ltxv-conditioning", "LTXVLoadConditioning", "--min-reward"):  # fmt: skip
         assert needle in text, needle
 
 

@@ -98,7 +98,7 @@ def test_help_explains_every_option(capsys):
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for option in ("VIDEO", "--prompt", "--reward", "--json", "--csv", "--plot", "--checkpoint", "--med-config",
-                   "--tokenizer", "--batch-size", "--device"):  # fmt: skip
+                   "--tokenizer", "--batch-size", "--device", "--prompts-file", "folders"):  # fmt: skip
         assert option in text
     assert ".mp4" in text and ".gif" in text
     assert "noise" in text and "tiny-imagereward" in text and "tiny-clip" in text
@@ -195,3 +195,70 @@ def test_console_entry_point_exit_code(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("reneg-score: error: video") and proc.stderr.count("\n") == 1
+
+
+def test_several_videos_and_folders_are_scored_together_in_batches(tmp_path, gif, mp4, monkeypatch, capsys):
+    import shutil
+
+    from reneg_video import rewards
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(mp4, folder / "a.mp4")
+    shutil.copy(gif, folder / "b.gif")
+    (folder / ".c.partial-1.mp4").write_bytes(b"")  # a hidden partial write is not a video to score
+    calls = []
+    real_load = rewards.load_reward
+
+    def spying_load(name, **kwargs):
+        reward = real_load(name, **kwargs)
+        real_score = reward.score_frames
+
+        def score_frames(frames, prompt, **kw):
+            calls.append(len(frames))
+            return real_score(frames, prompt, **kw)
+
+        reward.score_frames = score_frames
+        return reward
+
+    monkeypatch.setattr(rewards, "load_reward", spying_load)
+    out = tmp_path / "all.json"
+    argv = [str(gif), str(folder), "--prompt", PROMPT, "--reward", "tiny-imagereward", "--batch-size", "4",
+            "--json", str(out), "--csv", str(tmp_path / "all.csv")]  # fmt: skip
+    assert score_cli.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [Path(v["video"]).name for v in report["videos"]] == ["clip.gif", "a.mp4", "b.gif"]
+    assert calls == [3 * FRAMES]  # one call for the three same-size videos: batches span videos
+    for entry in report["videos"]:
+        _check_report({k: v for k, v in entry.items() if k != "video"}, FRAMES, ["tiny-imagereward"])
+    capsys.readouterr()
+    for i, entry in enumerate(report["videos"]):  # the same scores as scoring each video alone
+        single = tmp_path / f"alone-{i}.json"
+        assert (
+            score_cli.main(
+                [entry["video"], "--prompt", PROMPT, "--reward", "tiny-imagereward", "--json", str(single)]
+            )
+            == 0
+        )
+        alone = json.loads(single.read_text())["frames"]
+        assert [r["tiny-imagereward"] for r in entry["frames"]] == pytest.approx(
+            [r["tiny-imagereward"] for r in alone], abs=1e-5
+        )
+    rows = list(csv.reader((tmp_path / "all.csv").open()))
+    assert rows[0] == ["video", "index", "tiny-imagereward"] and len(rows) == 1 + 3 * FRAMES
+
+
+def test_prompts_file_must_match_the_videos(tmp_path, gif, mp4, capsys):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("one prompt\n")
+    argv = [str(gif), str(mp4), "--prompts-file", str(prompts), "--reward", "tiny-imagereward"]
+    assert score_cli.main(argv) == 2 and "1 prompts for 2 videos" in capsys.readouterr().err
+    prompts.write_text("a corgi\na cat\n")
+    assert score_cli.main([*argv, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot draws one video" in capsys.readouterr().err
+    assert score_cli.main([*argv, "--prompt", "x"]) == 2 and "or --prompts-file" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert score_cli.main([str(empty), "--prompt", "x", "--reward", "tiny-imagereward"]) == 2
+    assert "holds no .mp4" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "p.txt"]

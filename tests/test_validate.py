@@ -6,21 +6,13 @@ import json
 
 import pytest
 
-from reneg_video.commands.validate import main, win_rate
+from reneg_video.commands.validate import main
 from reneg_video.core.export import validate_mp4
 
 from .browser import video_states
 from .conftest import SHARED
 
 PROMPTS = SHARED / "prompts" / "reno_example_prompts.txt"
-
-
-def test_win_rate_and_bootstrap_interval():
-    all_won = win_rate([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
-    assert (all_won["rate"], all_won["low"], all_won["high"]) == (1.0, 1.0, 1.0)
-    mixed = win_rate([1, 0, 1, 0, 1, 1, 0, 1], [0, 1, 0, 1, 0, 0, 1, 0])
-    assert mixed["rate"] == 0.625 and mixed["low"] < 0.625 < mixed["high"]
-    assert win_rate([1.0], [1.0])["rate"] == 0.5  # a tie counts half
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +33,14 @@ def test_report_json_shape(report_dir):
     report = json.loads((report_dir / "report.json").read_text())
     assert report["standin"] is True and set(report["mean_reward"]) == {"null", "handcrafted", "reneg"}
     assert set(report["win_rate"]) == {"reneg_vs_null", "reneg_vs_handcrafted"}
+    assert report["n"] == {"prompts": 2, "seeds": 1, "videos": 6}
+    for base in ("null", "handcrafted"):
+        win, diff = report["win_rate"][f"reneg_vs_{base}"], report["paired_difference"][f"reneg_minus_{base}"]
+        assert win["method"] == "wilson" and win["low"] <= win["rate"] <= win["high"]
+        assert diff["low"] <= diff["mean"] <= diff["high"]
+        assert report["verdict"][base].startswith(f"ReNeg beats {base} on {win['wins']} of 2 prompts")
+    for arm, values in report["arms"].items():
+        assert values["mean"] == report["mean_reward"][arm]
     assert len(report["prompts"]) == 2
     for row in report["prompts"]:
         for entry in row["seeds"]:
@@ -68,3 +68,30 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     sd = ["--model", "tiny-sd21", *base[2:]]
     assert main(sd) == 2 and "image model" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def _pixels_near(png, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    return int((np.abs(image - np.array(rgb)).max(axis=-1) <= tolerance).sum())
+
+
+def test_paired_difference_plot_shows_in_headless_chromium(report_dir, tmp_path):
+    """Opened from disk, the page shows the plot: its colour covers many pixels of the screenshot, and
+    does not where the same page has the plot's <img> pointing nowhere (same layout, no plot)."""
+    from reneg_video.commands.validate import DIFF_COLOR
+
+    from .browser import screenshot
+
+    rgb = tuple(int(DIFF_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    page = report_dir / "index.html"
+    text = page.read_text()
+    assert "src='paired_differences.png'" in text and (report_dir / "paired_differences.png").is_file()
+    control = report_dir / "control.html"
+    control.write_text(text.replace("src='paired_differences.png'", "src='missing.png'"))
+    shown = _pixels_near(screenshot(page, tmp_path / "page.png", tmp_path / "profile-a"), rgb)
+    absent = _pixels_near(screenshot(control, tmp_path / "control.png", tmp_path / "profile-b"), rgb)
+    print(f"plot-coloured pixels: {shown} with the plot, {absent} without")
+    assert shown > 2000 and absent < shown / 10

@@ -48,9 +48,12 @@ Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 inte
 
 EPILOG = """\
 JSON shape: {"prompt": str, "rewards": [name, ...], "frames": [{"index": 0, "<reward>": score, ...}, ...],
-"summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}}.
+"summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}}. Several videos: {"rewards": [...],
+"videos": [{"video": path, <the one-video shape>}, ...]}; the CSV gets a video column; --plot takes one.
 
-example: reneg-score corgi.mp4 --prompt "a corgi surfing a wave" --reward tiny-imagereward --json s.json
+examples:
+  reneg-score corgi.mp4 --prompt "a corgi surfing a wave" --reward tiny-imagereward --json s.json
+  reneg-score samples/out/ --prompts-file prompts.txt --reward imagereward --batch-size 32 --json all.json
 """
 
 
@@ -68,8 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("video", metavar="VIDEO", help="the video to score: a .mp4 or .gif file")
-    parser.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt the video was made from")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="the video(s) to score: .mp4 or .gif files, or folders (their .mp4/.gif files, sorted)",
+    )
+    parser.add_argument("--prompt", metavar="TEXT", help="the prompt the video(s) were made from")
+    parser.add_argument(
+        "--prompts-file",
+        type=Path,
+        metavar="FILE",
+        help="one prompt per video, in the order the videos are listed (folders: sorted by name)",
+    )
     parser.add_argument(
         "--reward",
         required=True,
@@ -108,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="imagereward: a bert-base-uncased tokenizer folder (default: $RENEG_IMAGEREWARD_TOKENIZER, HF cache)",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=8, metavar="N", help="frames per model call (default 8)"
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="frames per model call (default 8); frames of several videos with one prompt share calls",
     )
     parser.add_argument(
         "--device", default="cpu", help="torch device for the models, e.g. cpu or cuda (default cpu)"
@@ -250,9 +268,17 @@ def write_outputs(report: dict, args: argparse.Namespace) -> None:
     if args.csv:
         with atomic_path(args.csv) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["index", *report["rewards"]])
-            for row in report["frames"]:
-                writer.writerow([row["index"], *(repr(row[n]) for n in report["rewards"])])
+            if "videos" in report:  # several videos: one row per frame of each
+                writer.writerow(["video", "index", *report["rewards"]])
+                for entry in report["videos"]:
+                    for row in entry["frames"]:
+                        writer.writerow(
+                            [entry["video"], row["index"], *(repr(row[n]) for n in report["rewards"])]
+                        )
+            else:
+                writer.writerow(["index", *report["rewards"]])
+                for row in report["frames"]:
+                    writer.writerow([row["index"], *(repr(row[n]) for n in report["rewards"])])
     if args.plot:
         import matplotlib
 
@@ -275,10 +301,66 @@ def write_outputs(report: dict, args: argparse.Namespace) -> None:
         plt.close(fig)
 
 
+def video_paths(items: Sequence[str]) -> list[Path]:
+    """The videos named: files as given, folders as their .mp4/.gif files sorted by name (hidden skipped)."""
+    paths: list[Path] = []
+    for text in items:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir()
+                if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not p.name.startswith(".")
+            )  # fmt: skip
+            if not found:
+                raise UsageError(f"video folder {text!r} holds no .mp4 or .gif files; expected videos in it")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def _prompts(args: argparse.Namespace, count: int) -> list[str]:
+    from ..core.prompts import read_prompts_file
+
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise UsageError(
+            "pass --prompt TEXT (one prompt for every video) or --prompts-file FILE (one per video)"
+        )
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise UsageError("--prompt is empty; expected the text the video was generated from")
+        return [args.prompt] * count
+    prompts = read_prompts_file(args.prompts_file)
+    if len(prompts) != count:
+        raise UsageError(
+            f"--prompts-file {str(args.prompts_file)!r} has {len(prompts)} prompts for {count} videos; "
+            "expected one prompt per video, in the order the videos are listed"
+        )
+    return prompts
+
+
+def score_videos(reward, videos: list[np.ndarray], prompts: list[str], batch_size: int) -> list[np.ndarray]:
+    """Per-frame scores of each video. Videos with the same prompt and frame size are scored together,
+    so the reward's batches of `batch_size` frames span videos."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (video, prompt) in enumerate(zip(videos, prompts, strict=True)):
+        groups.setdefault((prompt, video.shape[1:]), []).append(i)
+    out: list[np.ndarray | None] = [None] * len(videos)
+    for (prompt, _), members in groups.items():
+        frames = np.concatenate([videos[i] for i in members])
+        values = reward.score_frames(frames, prompt, batch_size=batch_size).detach().cpu().double().numpy()
+        if not np.isfinite(values).all():
+            raise RuntimeError(f"{reward.name} produced non-finite scores")
+        bounds = np.cumsum([0] + [len(videos[i]) for i in members])
+        for i, start, stop in zip(members, bounds[:-1], bounds[1:], strict=True):
+            out[i] = values[start:stop]
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     # 1. Check everything the user gave, before any model loads.
-    if not args.prompt.strip():
-        raise UsageError("--prompt is empty; expected the text the video was generated from")
+    paths = video_paths(args.videos)
+    prompts = _prompts(args, len(paths))
     names = _parse_rewards(args.reward)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size is {args.batch_size}; expected a positive integer")
@@ -293,8 +375,12 @@ def run(args: argparse.Namespace) -> dict:
                 f"--plot {str(args.plot)!r} needs matplotlib, which is not installed; "
                 "pip install 'reneg-video[plot]' or leave out --plot"
             )
+    if args.plot and len(paths) > 1:
+        raise UsageError(
+            f"--plot draws one video's curves; got {len(paths)} videos: pass one, or leave out --plot"
+        )
     _check_device(args.device)
-    video = read_video(Path(args.video))
+    videos = [read_video(path) for path in paths]
     files = {}
     if "imagereward" in names:
         from ..rewards.imagereward import resolve_files
@@ -315,20 +401,27 @@ def run(args: argparse.Namespace) -> dict:
     # 2. Load and score, one reward at a time (only one model in memory).
     from ..rewards import load_reward
 
-    scores: dict[str, np.ndarray] = {}
+    scores: list[dict[str, np.ndarray]] = [{} for _ in videos]
     for name in names:
         kwargs = {"device": args.device, "batch_size": args.batch_size}
         if name == "imagereward":
             kwargs.update(files)
         reward = load_reward(name, **kwargs)
-        values = reward.score_frames(video, args.prompt).detach().cpu().double().numpy()
-        if not np.isfinite(values).all():
-            raise RuntimeError(f"{name} produced non-finite scores")
-        scores[name] = values
+        for per_video, values in zip(
+            scores, score_videos(reward, videos, prompts, args.batch_size), strict=True
+        ):
+            per_video[name] = values
         del reward
 
     # 3. Report, then write (atomically).
-    report = build_report(args.prompt, scores)
+    reports = [build_report(prompt, per_video) for prompt, per_video in zip(prompts, scores, strict=True)]
+    if len(paths) == 1:
+        report = reports[0]
+    else:
+        report = {
+            "rewards": names,
+            "videos": [{"video": str(p), **r} for p, r in zip(paths, reports, strict=True)],
+        }
     write_outputs(report, args)
     return report
 
@@ -345,8 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"{PROG}: internal error (a bug, please report it with the traceback above)", file=sys.stderr)
         return EXIT_BUG
-    print(f"{Path(args.video).name}: {len(report['frames'])} frames, prompt {args.prompt!r}")
-    print(format_table(report))
+    if "videos" in report:
+        for entry in report["videos"]:
+            means = "  ".join(f"{n} {entry['summary'][n]['mean']:.4f}" for n in entry["rewards"])
+            print(f"{Path(entry['video']).name}: {len(entry['frames'])} frames, mean {means}")
+    else:
+        print(f"{Path(args.videos[0]).name}: {len(report['frames'])} frames, prompt {report['prompt']!r}")
+        print(format_table(report))
     for option in ("json", "csv", "plot"):
         if getattr(args, option):
             print(f"wrote {getattr(args, option)}")

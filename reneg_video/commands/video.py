@@ -43,6 +43,8 @@ outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
   prompts each file name gets -000, -001, ... before its suffix. --compare also writes NAME-compare.EXT:
   null text | handcrafted negative (--negative-prompt, default {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
+  Several prompts under `accelerate launch --multi_gpu --num_processes N -m reneg_video.commands.video ...`
+  are shared out over the processes (one GPU each; on CPU add --device cpu); the main one writes --json.
 
 examples:
   reneg-video --model tiny-zeroscope --neg ../shared/reneg/sd2.1_reneg_emb.bin \\
@@ -121,12 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", action="store_true", help="also render the baseline with the same seed, side by side"
     )
     o.add_argument("--json", metavar="PATH", help="write a machine-readable summary here")
+    o.add_argument(
+        "--export-ltxv-conditioning",
+        metavar="PATH.safetensors",
+        help="write --neg matched to the LTX model as the file ComfyUI-LTXVideo's LTXVLoadConditioning node "
+        "reads (put it in ComfyUI/models/embeddings/) and exit; no weights are loaded",
+    )
     r = p.add_argument_group("rewards and per-sample refinement")
     r.add_argument(
         "--score",
         metavar="REWARD",
         help="score every frame of what is generated (e.g. imagereward, or imagereward:1,tiny-imagereward:0.5); "
         "with --compare every arm is scored",
+    )
+    r.add_argument(
+        "--min-reward",
+        type=float,
+        metavar="X",
+        help="keep only the videos whose mean frame reward under --score is >= X (as ImageReward's web UI "
+        "filters): the others are not written; every score, kept or not, goes to --json",
     )
     r.add_argument(
         "--reward",
@@ -199,6 +214,8 @@ def run(argv: list[str] | None = None) -> int:
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
     spec = resolve_spec(args.model or "", args.adapter)
+    if args.export_ltxv_conditioning:
+        return _export_ltxv(args, spec)
     prompts = prompts_from_args(args)
     settings = settings_for(
         spec,
@@ -243,6 +260,17 @@ def run(argv: list[str] | None = None) -> int:
     return _generate_all(run, folder, device, dtype, prompts, outputs)
 
 
+def _export_ltxv(args, spec) -> int:
+    """--export-ltxv-conditioning: the embedding as LTX-Video sees it, in ComfyUI-LTXVideo's file format."""
+    from ..core.conditioning import save_ltxv_conditioning
+    from ..core.embedding import load_embedding
+
+    if not args.neg:
+        raise UsageError("--export-ltxv-conditioning needs --neg PATH (the embedding to export)")
+    print(save_ltxv_conditioning(load_embedding(args.neg), spec, args.export_ltxv_conditioning))
+    return 0
+
+
 def _check_rewards(args) -> str | None:
     """The objective reward spec (None if nothing needs one); names checked, nothing loaded."""
     from ..rewards import check_reward_name, parse_reward_spec
@@ -261,6 +289,13 @@ def _check_rewards(args) -> str | None:
         if text is not None:
             for name, _ in parse_reward_spec(text):
                 check_reward_name(name)
+    if args.min_reward is not None:
+        if not args.score:
+            raise UsageError(
+                f"--min-reward {args.min_reward}: needs --score REWARD, the reward whose mean frame score it filters"
+            )
+        if not np.isfinite(args.min_reward):
+            raise UsageError(f"--min-reward {args.min_reward}: expected a finite number")
     needs = args.optimize_neg or args.optimize_noise or args.best_of
     return (args.reward or args.score or "imagereward") if needs else None
 
@@ -322,10 +357,14 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from ..core.export import export_video
     from ..core.inject import attach, detached
     from ..core.memory import describe
+    from ..core.shard import Processes
     from ..models.generate import generate
     from ..models.pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
+    procs = Processes(cpu=device.type == "cpu")  # under `accelerate launch` the prompts are shared out
+    if procs.count > 1 and device.type != "cpu":
+        device = procs.device  # one GPU per process
     diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice
     diffusers_logging.disable_progress_bar()  # loading bars; the denoising bar stays unless --quiet
     transformers_logging.disable_progress_bar()
@@ -355,7 +394,12 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         run.objective = load_reward_spec(run.reward_spec, device=device) if run.reward_spec else None
         run.scorer = load_reward_spec(args.score, device=device) if args.score else None
     records = []
-    for prompt, paths in zip(prompts, outputs, strict=True):
+    if procs.count > 1:
+        print(
+            f"process {procs.index}/{procs.count}: prompts {procs.mine(range(len(prompts)))}", file=sys.stderr
+        )
+    for index in procs.mine(range(len(prompts))):
+        prompt, paths = prompts[index], outputs[index]
         start = time.perf_counter()
         frames, record = _render(run, pipe, prompt)
         arms = {"reneg" if run.neg is not None else "output": frames}
@@ -370,12 +414,6 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
                     ),
                 }
             arms = {**baselines, **arms}
-        main_paths = paths[::2] if args.compare else paths
-        written = [str(export_video(frames, path, settings.fps)) for path in main_paths]
-        compared = []
-        if args.compare:
-            side_by_side = np.concatenate(list(arms.values()), axis=2)
-            compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
         if run.scorer is not None:
             record["scores"] = {}
             for arm, arm_frames in arms.items():
@@ -385,22 +423,39 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
                 print(
                     f"{arm:12s} {run.scorer.name}: mean {mean:.4f}  min {min(per_frame):.4f}", file=sys.stderr
                 )
+        written, compared = [], []
+        if args.min_reward is not None:
+            main_arm = "reneg" if run.neg is not None else "output"
+            record["kept"] = record["scores"][main_arm]["mean"] >= args.min_reward
+        if record.get("kept", True):
+            main_paths = paths[::2] if args.compare else paths
+            written = [str(export_video(frames, path, settings.fps)) for path in main_paths]
+            if args.compare:
+                side_by_side = np.concatenate(list(arms.values()), axis=2)
+                compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
+        else:
+            print(
+                f"filtered: {prompt!r} mean {run.scorer.name} {record['scores'][main_arm]['mean']:.4f} < "
+                f"--min-reward {args.min_reward}; not written",
+                file=sys.stderr,
+            )
         for path in written + compared:
             print(path)
         record.update(
             prompt=prompt, outputs=written, compare=compared, seconds=round(time.perf_counter() - start, 3)
         )
-        records.append(record)
-    if args.json:
+        records.append((index, record))
+    records = [record for _, record in sorted(procs.gather(records), key=lambda pair: pair[0])]
+    if args.json and procs.is_main:
         _write_json(
             args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory,
-            weights=str(folder), call=pipe.reneg_call,
+            weights=str(folder), call=pipe.reneg_call, min_reward=args.min_reward,
         )  # fmt: skip
     return 0
 
 
 def _write_json(
-    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, weights, call
+    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, weights, call, min_reward=None
 ) -> None:
     from ..core.atomic import atomic_path
 
@@ -424,6 +479,8 @@ def _write_json(
         "dtype": str(dtype).removeprefix("torch."),
         "memory": memory,
         "call_settings": call,  # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep)
+        "min_reward": min_reward,
+        "kept": sum(r.get("kept", True) for r in records),
         "videos": records,
     }
     with atomic_path(path) as tmp:
