@@ -429,3 +429,17 @@ def test_score_help_names_the_new_rewards_and_their_files(capsys):
     for fragment in ("hpsv2", "aesthetic", "tiny-hpsv2", "tiny-aesthetic", "$RENEG_HPSV2_CKPT",
                      "$RENEG_HPSV2_TOKENIZER", "$RENEG_AESTHETIC_CKPT", "$RENEG_AESTHETIC_CLIP"):  # fmt: skip
         assert fragment in text
+
+
+def test_real_clip_bpe_tokenizes_as_open_clip():
+    """With CLIP's real BPE file (from $RENEG_HPSV2_TOKENIZER or an installed open_clip/clip/hpsv2), the
+    ids equal those hpsv2 1.2.0's open_clip tokenizer gave for this prompt (seen by scripts/parity_hpsv2.py)."""
+    import os
+
+    path = os.environ.get(hpsv2_mod.ENV_TOKENIZER) or hpsv2_mod._bpe_in_installed_packages()
+    if not path or not str(path).endswith(".gz"):
+        pytest.skip(f"CLIP's {openclip.BPE_FILE} not found: set ${hpsv2_mod.ENV_TOKENIZER} to run this case")
+    tokenizer = openclip.bpe_tokenizer(path)
+    assert len(tokenizer) == openclip.CLIP_VOCAB
+    ids = openclip.open_clip_tokens(tokenizer, "a corgi surfing a wave")[0].tolist()
+    assert ids[:8] == [49406, 320, 31320, 15762, 320, 4535, 49407, 0] and not any(ids[7:])
