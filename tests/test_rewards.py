@@ -149,8 +149,8 @@ def test_bad_frames_refused(tiny, frames, fragment):
 
 
 def test_unknown_reward_and_argument():
-    with pytest.raises(RewardError, match="unknown reward 'hpsv2'.*imagereward"):
-        load_reward("hpsv2")
+    with pytest.raises(RewardError, match="unknown reward 'hpsv9'.*imagereward"):
+        load_reward("hpsv9")
     with pytest.raises(RewardError, match="no argument 'checkpoint'"):
         load_reward("tiny-imagereward", checkpoint="x.pt")
 
@@ -174,8 +174,8 @@ def test_ensemble_is_weighted_sum(tiny, video):
     ensemble = load_reward_spec("tiny-imagereward:2.5")
     assert isinstance(ensemble, Reward) and isinstance(ensemble, RewardEnsemble)
     torch.testing.assert_close(ensemble.score_frames(video, PROMPT), 2.5 * tiny.score_frames(video, PROMPT))
-    with pytest.raises(RewardError, match="unknown reward 'hpsv2'"):
-        load_reward_spec("tiny-imagereward:1,hpsv2:5")  # names are checked before anything loads
+    with pytest.raises(RewardError, match="unknown reward 'hpsv9'"):
+        load_reward_spec("tiny-imagereward:1,hpsv9:5")  # names are checked before anything loads
 
 
 # ---- the official checkpoint format ------------------------------------------------------------------

@@ -40,8 +40,18 @@ Rewards:
                     $RENEG_PICKSCORE_TOKENIZER, or the HF cache of yuvalkirstain/PickScore_v1 and
                     laion/CLIP-ViT-H-14-laion2B-s32B-b79K. (clip and pickscore are not yet checked
                     against their references on real weights.)
+  hpsv2             HPS v2/v2.1, 100 * cos of its fine-tuned OpenCLIP ViT-H/14: $RENEG_HPSV2_CKPT
+                    (HPS_v2_compressed.pt or HPS_v2.1_compressed.pt) or the HF cache of xswu/HPSv2;
+                    tokenizer: $RENEG_HPSV2_TOKENIZER (CLIP's bpe_simple_vocab_16e6.txt.gz or a
+                    CLIPTokenizer folder), the HF cache of laion/CLIP-ViT-H-14-laion2B-s32B-b79K, or
+                    the BPE file inside an installed open_clip_torch / clip-anytorch.
+  aesthetic         LAION improved aesthetic predictor (rating about 1..10, prompt unused):
+                    $RENEG_AESTHETIC_CKPT (sac+logos+ava1-l14-linearMSE.pth) and $RENEG_AESTHETIC_CLIP
+                    (a CLIPModel folder of openai/clip-vit-large-patch14, or its HF cache).
   tiny-imagereward  tiny, randomly initialised ImageReward: its scores are NOISE (deterministic),
-  tiny-clip         and the same for CLIP: for tests and demos only. All tiny-* rewards output noise.
+  tiny-clip         and the same for CLIP,
+  tiny-hpsv2        HPS v2 and the aesthetic predictor (real widths, reduced depth): for tests and
+  tiny-aesthetic    demos only. All tiny-* rewards output noise.
 
 Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 internal error (a bug).
 """
@@ -88,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reward",
         required=True,
         metavar="NAME[,NAME...]",
-        help="reward model(s), comma-separated: imagereward, clip, pickscore, tiny-imagereward, tiny-clip "
-        "(tiny-* output noise)",
+        help="reward model(s), comma-separated: imagereward, clip, pickscore, hpsv2, aesthetic, "
+        "tiny-imagereward, tiny-clip, tiny-hpsv2, tiny-aesthetic (tiny-* output noise)",
     )
     parser.add_argument(
         "--json", type=Path, metavar="PATH", help="write per-frame scores and the summary as JSON"
@@ -397,6 +407,16 @@ def run(args: argparse.Namespace) -> dict:
             clip._local_folder(
                 None, clip.ENV_PICKSCORE_TOKENIZER, clip.PICKSCORE_TOKENIZER_REPO, "PickScore tokenizer"
             )
+    if "hpsv2" in names:  # likewise: its checkpoint and tokenizer are found before any model loads
+        from ..rewards import hpsv2
+
+        hpsv2.resolve_checkpoint()
+        hpsv2.resolve_tokenizer()
+    if "aesthetic" in names:
+        from ..rewards import aesthetic
+
+        aesthetic.resolve_checkpoint()
+        aesthetic.resolve_clip()
 
     # 2. Load and score, one reward at a time (only one model in memory).
     from ..rewards import load_reward

@@ -9,7 +9,10 @@ Rewards:
 - `tiny-imagereward`: the same architecture, tiny and randomly initialised: it outputs NOISE scores, for
   tests and demos only;
 - `clip` (100 * cos) and `pickscore` (exp(logit_scale) * cos) on transformers' CLIPModel, local weights
-  (not yet checked on real weights); `tiny-clip`: a tiny random CLIP, NOISE scores.
+  (not yet checked on real weights); `tiny-clip`: a tiny random CLIP, NOISE scores;
+- `hpsv2`: HPS v2/v2.1, 100 * cos of the fine-tuned OpenCLIP ViT-H/14 (see `hpsv2`); `aesthetic`: the LAION
+  improved aesthetic predictor on CLIP ViT-L/14 (see `aesthetic`); `tiny-hpsv2`, `tiny-aesthetic`: their
+  architectures at reduced depth with random weights, NOISE scores.
 
 Several rewards combine into a weighted sum, as ReNO does (arXiv 2406.04312, e.g. HPS 5.0,
 ImageReward 1.0, CLIP 0.01, PickScore 0.05): `load_reward_spec("imagereward:1,tiny-imagereward:0.5")`.
@@ -70,6 +73,26 @@ REWARDS: dict[str, RewardEntry] = {
     "tiny-clip": RewardEntry(
         ".clip", "load_tiny_clip", "tiny random CLIP: NOISE scores, for tests/demos only"
     ),
+    "hpsv2": RewardEntry(
+        ".hpsv2",
+        "load_hpsv2",
+        "HPS v2/v2.1 100*cos (OpenCLIP ViT-H/14 fine-tune on CLIPModel), local weights",
+    ),
+    "tiny-hpsv2": RewardEntry(
+        ".hpsv2",
+        "load_tiny_hpsv2",
+        "HPS v2 architecture, 1+1 blocks, random: NOISE scores, for tests/demos only",
+    ),
+    "aesthetic": RewardEntry(
+        ".aesthetic",
+        "load_aesthetic",
+        "LAION improved aesthetic predictor (MLP on CLIP ViT-L/14), local weights",
+    ),
+    "tiny-aesthetic": RewardEntry(
+        ".aesthetic",
+        "load_tiny_aesthetic",
+        "aesthetic predictor architecture, random: NOISE scores, tests/demos only",
+    ),
 }
 
 
@@ -97,6 +120,11 @@ def load_reward(name: str, **kwargs: Any) -> Reward:
     - `tiny-imagereward`, `tiny-clip`: seed, device, batch_size (no files; NOISE scores);
     - `clip`: model (a CLIPModel folder; default $RENEG_CLIP_MODEL, then the HF cache), device, dtype, batch_size;
     - `pickscore`: model, tokenizer (folders; $RENEG_PICKSCORE_MODEL, $RENEG_PICKSCORE_TOKENIZER, HF cache), ...
+    - `hpsv2`: hps_checkpoint (HPS_v2[.1]_compressed.pt; $RENEG_HPSV2_CKPT, HF cache of xswu/HPSv2),
+      hps_tokenizer (CLIP's BPE .txt.gz or a CLIPTokenizer folder; $RENEG_HPSV2_TOKENIZER, ...), ...;
+    - `aesthetic`: aesthetic_checkpoint (the MLP .pth; $RENEG_AESTHETIC_CKPT), aesthetic_clip (a CLIPModel
+      folder of ViT-L/14; $RENEG_AESTHETIC_CLIP, HF cache), ...;
+    - `tiny-hpsv2`, `tiny-aesthetic`: seed, device, batch_size.
     """
     loader = REWARDS[check_reward_name(name)].loader()
     unknown = set(kwargs) - set(inspect.signature(loader).parameters)
