@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 from reneg_video import load_embedding
 from reneg_video.commands.train import build_parser
+from reneg_video.models.generate import settings_for
 from reneg_video.training.config import TrainConfig
 from reneg_video.training.trainer import Trainer
 
@@ -143,3 +145,54 @@ def test_help_names_the_recipe_defaults():
         "--val-prompts",
     ):
         assert needle in text, needle
+
+
+# PixArt-alpha's scheduler/scheduler_config.json (PixArt-alpha/PixArt-XL-2-512x512): DPM-Solver++, no
+# clip_sample key, so DDIMScheduler.from_config over it would take DDIM's default clip_sample=True.
+PIXART_SCHEDULER = {
+    "_class_name": "DPMSolverMultistepScheduler",
+    "algorithm_type": "dpmsolver++",
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "dynamic_thresholding_ratio": 0.995,
+    "lower_order_final": True,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "solver_order": 2,
+    "solver_type": "midpoint",
+    "steps_offset": 0,
+    "thresholding": False,
+    "timestep_spacing": "linspace",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+    "variance_type": None,
+}
+
+
+def test_latent_x0_is_not_clipped_under_pixarts_dpmsolver_config(tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from reneg_video import load_pipeline
+    from reneg_video.training.refine import backbone_for
+
+    folder = tmp_path / "pixart"
+    pipe = load_pipeline("tiny-pixart-alpha", device="cpu")
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(PIXART_SCHEDULER)
+    pipe.save_pretrained(folder)
+    config = _config(tmp_path / "run", "--steps", "1", "--batch-size", "1", "--val-prompts", "0")
+    trainer = Trainer(replace(config, model="tiny-pixart-alpha", model_path=str(folder), height=64, width=64))
+    pipe = trainer.backbone.pipe
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"  # the folder's, as shipped
+    settings = settings_for(pipe.reneg_spec, steps=4)
+    for bb in (trainer.backbone, backbone_for(pipe, pipe.reneg_spec, settings)):  # training, refinement
+        t = bb.scheduler.timesteps[0]
+        latents = torch.zeros(1, *bb.latent_shape)
+        # x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) with x_t = 0 and eps = -1: far outside [-1, 1] at the
+        # first (noisiest) timestep, where a latent x0 legitimately lies.
+        x0 = bb.step(-torch.ones_like(latents), t, latents).pred_original_sample
+        a = bb.scheduler.alphas_cumprod[int(t)]
+        expected = ((1 - a) / a).sqrt()
+        assert expected > 2
+        torch.testing.assert_close(x0, torch.full_like(x0, float(expected)))

@@ -51,7 +51,10 @@ class Backbone:
         self.pipe, self.spec, self.device = pipe, spec, device
         self.video = spec.kind == "video"
         self.denoiser = pipe.unet if hasattr(pipe, "unet") and pipe.unet is not None else pipe.transformer
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # Every trainable model samples in latent space: DDIM's default clip_sample=True (what from_config
+        # keeps over a config without the key, e.g. PixArt-alpha's DPMSolverMultistep) would clamp x0
+        # latents to the pixel range [-1, 1].
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
         self.scheduler.set_timesteps(config.sampling_steps, device=device)
         defaults = spec.defaults
         self.guidance = defaults.guidance if config.guidance is None else config.guidance
