@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reneg_video import load_embedding
+from reneg_video import UsageError, load_embedding
 from reneg_video.commands.train import build_parser
 from reneg_video.models.generate import settings_for
 from reneg_video.training.config import TrainConfig
@@ -102,6 +102,7 @@ def _run(args, **kw):
 
 
 def test_two_processes_match_one(tmp_path):
+    """--batch-size is the global batch: the same command on 1 or 2 processes learns the same embedding."""
     pytest.importorskip("accelerate")
     common = ["--steps", "2", "--val-prompts", "0"]
     one = _run(_args(tmp_path / "one", *common, "--batch-size", "4"))
@@ -110,7 +111,7 @@ def test_two_processes_match_one(tmp_path):
     # processes only through MPI, and without it silently runs one.
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "reneg_video.commands.train",
-              *_args(tmp_path / "two", *common, "--batch-size", "2")]  # fmt: skip
+              *_args(tmp_path / "two", *common, "--batch-size", "4")]  # fmt: skip
     two = subprocess.run(launch, capture_output=True, text=True, timeout=900)
     assert two.returncode == 0, two.stderr[-3000:]
     a = load_embedding(tmp_path / "one" / "negative_embedding.safetensors").tensor
@@ -119,7 +120,8 @@ def test_two_processes_match_one(tmp_path):
     print(f"max |1 process x batch 4 - 2 processes x batch 2| = {diff:.3g}")
     assert diff <= 1e-4
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert summary["processes"] == 2 and summary["global_batch"] == 4
+    assert summary["processes"] == 2 and summary["global_batch"] == 4 and summary["per_process_batch"] == 2
+    assert "global batch 4 = 2 process(es) x 2 prompts" in two.stderr
 
 
 def test_bad_config_is_refused_in_one_line(tmp_path, capsys):
@@ -143,6 +145,8 @@ def test_help_names_the_recipe_defaults():
         "noise",
         "--resume",
         "--val-prompts",
+        "--max-grad-norm",
+        "GLOBAL prompts per optimizer step",
     ):
         assert needle in text, needle
 
@@ -196,3 +200,39 @@ def test_latent_x0_is_not_clipped_under_pixarts_dpmsolver_config(tmp_path):
         expected = ((1 - a) / a).sqrt()
         assert expected > 2
         torch.testing.assert_close(x0, torch.full_like(x0, float(expected)))
+
+
+def test_global_batch_must_split_over_processes_and_micro_batches(tmp_path):
+    config = _config(tmp_path / "run", "--batch-size", "6", "--grad-accum", "3")
+    assert config.per_process_batch(1) == 6
+    assert config.per_process_batch(2) == 3
+    with pytest.raises(UsageError, match=r"--batch-size 6: it is the global batch.* multiple of 12"):
+        config.per_process_batch(4)
+
+
+def _grad_norms_seen_by_the_optimizer(trainer) -> list[float]:
+    norms = []
+    step = trainer.optimizer.step
+    param = trainer.accelerator.unwrap_model(trainer.model).embedding
+
+    def spy(*args, **kwargs):
+        norms.append(float(param.grad.norm()))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = spy
+    return norms
+
+
+def test_max_grad_norm_clips_the_update(tmp_path):
+    common = ("--steps", "2", "--batch-size", "1", "--val-prompts", "0", "--loss", "neg")
+    free = Trainer(_config(tmp_path / "free", *common, "--max-grad-norm", "0"))
+    free_norms = _grad_norms_seen_by_the_optimizer(free)
+    free.train()
+    limit = min(free_norms) / 10  # well below what the unclipped run saw, so clipping must act
+    assert limit > 0
+    clipped = Trainer(_config(tmp_path / "clipped", *common, "--max-grad-norm", str(limit)))
+    clipped_norms = _grad_norms_seen_by_the_optimizer(clipped)
+    clipped.train()
+    assert len(clipped_norms) == len(free_norms) == 2
+    assert all(n <= limit * (1 + 1e-5) for n in clipped_norms), (clipped_norms, limit)
+    assert TrainConfig.__dataclass_fields__["max_grad_norm"].default == 1.0  # ReFL's clip
