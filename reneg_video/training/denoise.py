@@ -37,6 +37,14 @@ def generator_for(*keys: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seed)
 
 
+def draw_grad_step(seed: int, step: int, low: int, high: int) -> int:
+    """k in [low, high]: how many steps before the end of the chain step `step` takes its gradient.
+
+    Drawn from (seed, step) alone, so every process (and a resumed run) draws the same k.
+    """
+    return int(torch.randint(low, high + 1, (1,), generator=generator_for(seed, 31, step)))
+
+
 class Backbone:
     """The frozen model seen by the trainer: prompt encoding, one CFG denoiser call, decoding."""
 
@@ -105,6 +113,14 @@ class Backbone:
         if kept < embeds.shape[1]:
             embeds[0, kept:] = embeds[0, kept]
         return embeds, mask
+
+    def seed_noise(self, seed: int) -> torch.Tensor:
+        """Initial latents [1, ...] for `seed` as `models.generate` draws them (CPU generator, float32)."""
+        g = torch.Generator("cpu").manual_seed(seed)
+        return (
+            torch.randn((1, *self.latent_shape), generator=g).to(self.device)
+            * self.scheduler.init_noise_sigma
+        )
 
     def noise(self, indices: list[int], seed: int) -> torch.Tensor:
         """Initial latents [B, ...], each drawn from its own global sample index."""

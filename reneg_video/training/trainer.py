@@ -31,7 +31,7 @@ from ..core.embedding import NegativeEmbedding, load_embedding
 from ..core.encoders import check_family, match_tokens
 from ..core.errors import UsageError
 from .config import TrainConfig
-from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, generator_for
+from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, draw_grad_step, generator_for
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
@@ -159,12 +159,7 @@ class Trainer:
     def grad_step_index(self, step: int) -> int:
         """Timestep index (into the T-step chain) of the step taken with gradient: shared by every process."""
         c = self.config
-        k = int(
-            torch.randint(
-                c.grad_step_min, c.grad_step_max + 1, (1,), generator=generator_for(c.seed, 31, step)
-            )
-        )
-        return c.sampling_steps - 1 - k
+        return c.sampling_steps - 1 - draw_grad_step(c.seed, step, c.grad_step_min, c.grad_step_max)
 
     def sample_indices(self, step: int, micro: int) -> list[int]:
         c = self.config
