@@ -10,6 +10,15 @@ from reneg_video.models.generate import settings_for
 from reneg_video.training.refine import NEG_PATIENCE, optimize_negative, optimize_noise
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: two made these tiny models several times slower on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Brightness:
     """A differentiable toy reward (mean brightness): refinement must raise it."""
 
