@@ -10,6 +10,15 @@ from reneg_video.models.generate import settings_for
 from reneg_video.training.refine import NEG_PATIENCE, optimize_negative, optimize_noise
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: two made these tiny models several times slower on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Brightness:
     """A differentiable toy reward (mean brightness): refinement must raise it."""
 
@@ -65,3 +74,63 @@ def test_refinement_refuses_unsupported_models_and_step_counts(pipelines, pixart
             Brightness(),
             steps=11,
         )
+
+
+def _video_record(tmp_path, name: str, sd21_file, *extra: str) -> dict:
+    import json
+
+    from reneg_video.commands.video import main as video_main
+
+    out = tmp_path / name
+    code = video_main(["--model", "tiny-sd21", "--neg", str(sd21_file), "--prompt", "a cat", "--height", "32",
+                       "--width", "32", "--steps", "4", "--seed", "1", "--reward", "tiny-imagereward", "--quiet",
+                       "--out", str(out.with_suffix(".gif")), "--json", str(out.with_suffix(".json")), *extra])  # fmt: skip
+    assert code == 0
+    return json.loads(out.with_suffix(".json").read_text())["videos"][0]
+
+
+def test_refinement_selects_on_the_video_it_renders(tmp_path, sd21_file):
+    """The reward refinement reports for its chosen iterate is the reward of the video written (seed 1)."""
+    plain = _video_record(tmp_path, "plain", sd21_file, "--best-of", "1")
+    neg = _video_record(tmp_path, "neg", sd21_file, "--optimize-neg", "3")
+    history = neg["optimize_neg"]["rewards"]
+    # The start of the selection is the unrefined video at this seed, and what renders is the best iterate.
+    assert history[0] == pytest.approx(plain["objective"], abs=1e-4)
+    assert neg["objective"] == pytest.approx(neg["optimize_neg"]["best"], abs=1e-4)
+    assert neg["objective"] >= plain["objective"] - 1e-4
+    both = _video_record(tmp_path, "both", sd21_file, "--optimize-neg", "3", "--optimize-noise", "2")
+    # The noise is optimised against the refined embedding, the one the video is rendered with.
+    assert both["optimize_noise"]["rewards"][0] == pytest.approx(both["optimize_neg"]["best"], abs=1e-4)
+    assert both["objective"] == pytest.approx(both["optimize_noise"]["best"], abs=1e-4)
+
+
+def test_refinement_draws_its_gradient_step(pipelines, sd21_file, monkeypatch):
+    """k ~ U[0, 10] steps before the end, drawn from (seed, iteration) as the trainer draws it, not 0, 1, 2."""
+    from reneg_video.training.denoise import Backbone
+
+    pipe = pipelines("tiny-sd21")
+    spec = pipe.reneg_spec
+    guided = Backbone.guided
+    seen: list[int] = []
+
+    def spy(self, latents, t, *args):
+        if torch.is_grad_enabled():  # the one call per iteration that takes the gradient
+            seen.append(len(self.scheduler.timesteps) - 1 - list(self.scheduler.timesteps).index(t))
+        return guided(self, latents, t, *args)
+
+    monkeypatch.setattr(Backbone, "guided", spy)
+
+    class Flat(Brightness):  # never improves: patience stops it after NEG_PATIENCE iterations
+        def score_frames(self, frames, prompt, batch_size=None):
+            return super().score_frames(frames, prompt) * 0
+
+    draws = {}
+    for seed in (1, 2):
+        seen.clear()
+        settings = settings_for(spec, seed=seed, height=32, width=32, steps=12)
+        optimize_negative(pipe, spec, load_embedding(sd21_file), "a cat", settings, Flat(), steps=10)
+        draws[seed] = list(seen)
+    for ks in draws.values():
+        assert len(ks) == NEG_PATIENCE and all(0 <= k <= 10 for k in ks)
+        assert ks != list(range(NEG_PATIENCE))  # not the last three steps of the chain in order
+    assert draws[1] != draws[2]

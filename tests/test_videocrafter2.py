@@ -314,3 +314,146 @@ def test_converter_folder_matches_original_lvdm(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     video = pipe("a cat", height=16, width=16, num_frames=2, num_inference_steps=1, output_type="pt").frames
     assert video.shape == (1, 2, 3, 16, 16)
+
+
+# --- text encoder: the checkpoint's own OpenCLIP, converted ----------------------------------------------
+TEXT_WIDTH, TEXT_BLOCKS, TEXT_FFN, TEXT_VOCAB = 1024, 3, 64, 40  # real width; 3 resblocks = 2 layers kept
+
+
+def _openclip_text_state(seed: int) -> dict[str, torch.Tensor]:
+    """Random tensors of an OpenCLIP text tower in lvdm's layout (`cond_stage_model.model.*`)."""
+    g = torch.Generator().manual_seed(seed)
+    w, f = TEXT_WIDTH, TEXT_FFN
+
+    def r(*shape, scale=0.02):
+        return torch.randn(*shape, generator=g) * scale
+
+    state = {
+        "token_embedding.weight": r(TEXT_VOCAB, w, scale=1.0),
+        "positional_embedding": r(77, w, scale=0.1),
+    }
+    for i in range(TEXT_BLOCKS):
+        b = f"transformer.resblocks.{i}."
+        state.update({
+            b + "ln_1.weight": 1 + r(w), b + "ln_1.bias": r(w), b + "ln_2.weight": 1 + r(w), b + "ln_2.bias": r(w),
+            b + "attn.in_proj_weight": r(3 * w, w), b + "attn.in_proj_bias": r(3 * w),
+            b + "attn.out_proj.weight": r(w, w), b + "attn.out_proj.bias": r(w),
+            b + "mlp.c_fc.weight": r(f, w), b + "mlp.c_fc.bias": r(f),
+            b + "mlp.c_proj.weight": r(w, f), b + "mlp.c_proj.bias": r(w),
+        })  # fmt: skip
+    state.update({"ln_final.weight": 1 + r(w), "ln_final.bias": r(w), "text_projection": r(w, w)})
+    state["logit_scale"] = torch.tensor(4.6052)
+    return {"cond_stage_model.model." + k: v for k, v in state.items()}
+
+
+def _lvdm_penultimate(state: dict[str, torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+    """FrozenOpenCLIPEmbedder(layer="penultimate").encode_with_transformer, written out from open_clip's
+    text tower: token + position embedding, causal residual attention blocks but the last, ln_final."""
+    s = {k.removeprefix("cond_stage_model.model."): v for k, v in state.items()}
+    w, n = TEXT_WIDTH, ids.shape[1]
+    x = s["token_embedding.weight"][ids] + s["positional_embedding"][:n]
+    causal = torch.full((n, n), float("-inf")).triu(1)
+    ln = torch.nn.functional.layer_norm
+    for i in range(TEXT_BLOCKS - 1):  # penultimate: the last resblock is skipped
+        b = f"transformer.resblocks.{i}."
+        attn = torch.nn.MultiheadAttention(w, w // 64)
+        attn.load_state_dict({
+            "in_proj_weight": s[b + "attn.in_proj_weight"], "in_proj_bias": s[b + "attn.in_proj_bias"],
+            "out_proj.weight": s[b + "attn.out_proj.weight"], "out_proj.bias": s[b + "attn.out_proj.bias"],
+        })  # fmt: skip
+        h = ln(x, (w,), s[b + "ln_1.weight"], s[b + "ln_1.bias"]).transpose(0, 1)  # open_clip: [T, B, D]
+        x = x + attn(h, h, h, need_weights=False, attn_mask=causal)[0].transpose(0, 1)
+        h = ln(x, (w,), s[b + "ln_2.weight"], s[b + "ln_2.bias"])
+        h = torch.nn.functional.gelu(h @ s[b + "mlp.c_fc.weight"].T + s[b + "mlp.c_fc.bias"])
+        x = x + h @ s[b + "mlp.c_proj.weight"].T + s[b + "mlp.c_proj.bias"]
+    return ln(x, (w,), s["ln_final.weight"], s["ln_final.bias"])
+
+
+def test_text_encoder_converts_from_the_checkpoint_with_lvdm_semantics():
+    from reneg_video.models.videocrafter2.convert import text_encoder_from_original
+
+    state = _openclip_text_state(0)
+    model = text_encoder_from_original({**state, "model.diffusion_model.x": torch.zeros(1)})
+    assert model.config.num_hidden_layers == TEXT_BLOCKS - 1 and model.config.num_attention_heads == 16
+    ids = torch.randint(0, TEXT_VOCAB, (2, 77), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = _lvdm_penultimate(state, ids)
+        got = model(input_ids=ids).last_hidden_state
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+    assert text_encoder_from_original({"model.diffusion_model.x": torch.zeros(1)}) is None
+    broken = dict(state)
+    broken["cond_stage_model.model.ln_final.weight"] = torch.full((TEXT_WIDTH,), float("nan"))
+    with pytest.raises(CheckpointError, match="NaN/inf"):
+        text_encoder_from_original(broken)
+
+
+def _full_checkpoint(tmp_path: Path, text_seed: int | None) -> Path:
+    from reneg_video.models.videocrafter2.convert import unet_to_original
+
+    state = {f"model.diffusion_model.{k}": v for k, v in unet_to_original(_perturbed_unet()).items()}
+    state["first_stage_model.stands.in"] = torch.zeros(1)  # the VAE conversion is stubbed in these tests
+    if text_seed is not None:
+        state.update(_openclip_text_state(text_seed))
+    ckpt = tmp_path / f"model-{text_seed}.ckpt"
+    torch.save({"state_dict": state}, ckpt)
+    return ckpt
+
+
+@pytest.fixture
+def stub_vae(monkeypatch):
+    """The VAE conversion is diffusers' and tested elsewhere: a tiny AutoencoderKL stands in for it here."""
+    from diffusers import AutoencoderKL
+
+    from reneg_video.models.videocrafter2 import convert as module
+
+    def tiny(state_dict, ddconfig=None):
+        return AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4)
+
+    monkeypatch.setattr(module, "vae_from_original", tiny)
+
+
+def _sd21_folder(tmp_path: Path, name: str, encoder) -> Path:
+    helpers = _load(Path(__file__).with_name("test_videocrafter2_pipeline.py"))
+    folder = tmp_path / name
+    (folder / "tokenizer").mkdir(parents=True)
+    helpers._tokenizer(folder / "tokenizer").save_pretrained(folder / "tokenizer")
+    encoder.save_pretrained(folder / "text_encoder")
+    return folder
+
+
+def test_converter_writes_the_checkpoints_text_encoder_and_checks_text_encoder_from(
+    tmp_path, capsys, stub_vae
+):
+    from transformers import CLIPTextModel
+
+    from reneg_video.commands.convert_videocrafter2 import main
+    from reneg_video.models.videocrafter2.convert import convert, text_encoder_from_original
+
+    ckpt = _full_checkpoint(tmp_path, text_seed=0)
+    convert(ckpt, tmp_path / "alone", unet_config=TINY)
+    assert not (tmp_path / "alone" / "tokenizer").exists()
+    written = CLIPTextModel.from_pretrained(tmp_path / "alone" / "text_encoder")
+    own = text_encoder_from_original(torch.load(ckpt, weights_only=True)["state_dict"])
+    for key, value in own.state_dict().items():
+        assert torch.equal(written.state_dict()[key], value), key
+
+    # Another OpenCLIP (ZeroScope's, say, if it were not the same) is refused before the UNet and VAE are
+    # converted, in one line naming why; nothing is written.
+    other = _sd21_folder(tmp_path, "other", text_encoder_from_original(_openclip_text_state(1)))
+    capsys.readouterr()
+    assert main([str(ckpt), str(tmp_path / "refused"), "--text-encoder-from", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the checkpoint's own" in err and "tensors differ" in err
+    assert not (tmp_path / "refused").exists()
+    # The same encoder (a float16 copy, as SD2.1 folders often hold) is accepted; its tokenizer is copied.
+    same = _sd21_folder(tmp_path, "same", own.half())
+    convert(ckpt, tmp_path / "both", same, unet_config=TINY)
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == [
+        "README.md", "model_index.json", "scheduler", "text_encoder", "tokenizer", "unet", "vae"
+    ]  # fmt: skip
+    written = CLIPTextModel.from_pretrained(tmp_path / "both" / "text_encoder")
+    assert written.dtype == torch.float32  # the checkpoint's copy, not the folder's float16 one
+    # A checkpoint without cond_stage_model.* still takes the folder's text encoder, unchecked.
+    bare = _full_checkpoint(tmp_path, text_seed=None)
+    convert(bare, tmp_path / "bare", other, unet_config=TINY)
+    assert (tmp_path / "bare" / "text_encoder").is_dir()

@@ -319,27 +319,32 @@ def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
     from ..training.refine import optimize_negative, optimize_noise
 
     args, spec = run.args, run.spec
+    negative_prompt = None if args.compare else run.negative_prompt
     best = None
     for k in range(args.best_of or 1):
         settings = replace(run.settings, seed=run.settings.seed + k)
         record: dict = {"seed": settings.seed}
+        neg, latents = run.neg, None  # what renders: refinement replaces them with what it chose
         if args.optimize_neg:
             refined = optimize_negative(
                 pipe, spec, run.neg, prompt, settings, run.objective, args.optimize_neg
             )
             _, mask = match_tokens(run.neg.tensor, run.neg.mask, spec.tokens, run.neg.source)
-            attach(
-                pipe, NegativeEmbedding(refined.best, mask, run.neg.family, run.neg.source + "+refined"), spec
-            )
+            neg = NegativeEmbedding(refined.best, mask, run.neg.family, run.neg.source + "+refined")
+            attach(pipe, neg, spec)
+            latents = refined.noise  # the noise its best iterate was chosen on
             record["optimize_neg"] = {"rewards": refined.history, "best": refined.best_reward}
-        latents = None
         if args.optimize_noise:
+            # Against the embedding (or negative prompt) this video is rendered with.
             refined = optimize_noise(
-                pipe, spec, run.neg, prompt, settings, run.objective, args.optimize_noise
+                pipe, spec, neg, prompt, settings, run.objective, args.optimize_noise, negative_prompt
             )
-            latents = refined.best / pipe.scheduler.init_noise_sigma
+            latents = refined.noise
             record["optimize_noise"] = {"rewards": refined.history, "best": refined.best_reward}
-        negative_prompt = None if args.compare else run.negative_prompt
+        if latents is not None:
+            latents = (latents / pipe.scheduler.init_noise_sigma).to(
+                pipe.dtype
+            )  # the pipeline scales them again
         frames = generate(pipe, spec, prompt, settings, negative_prompt, latents=latents)
         if args.optimize_neg:
             attach(pipe, run.neg, spec)  # the next seed or prompt starts from the global embedding again

@@ -40,10 +40,16 @@ class TrainConfig:
     )
     val_prompts: int = _f(8, "prompts held out from --prompts-file for val_reward_before/after (same seeds)")
     steps: int = _f(4000, "optimizer steps (ReNeg recipe: 4000)")
-    batch_size: int = _f(64, "prompts per process per optimizer step (ReNeg recipe: 64)")
-    grad_accum: int = _f(1, "gradient accumulation: micro-batches of batch_size/grad_accum per step")
+    batch_size: int = _f(
+        64,
+        "GLOBAL prompts per optimizer step, divided over the processes of `accelerate launch` (ReNeg recipe: 64)",
+    )
+    grad_accum: int = _f(1, "gradient accumulation: each process runs its share in this many micro-batches")
     lr: float = _f(5e-3, "AdamW learning rate (ReNeg recipe: 5e-3, cosine decay)")
     weight_decay: float = _f(0.0, "AdamW weight decay on the embedding")
+    max_grad_norm: float = _f(
+        1.0, "clip the embedding's gradient to this L2 norm before each update (ReFL: 1.0; 0: no clipping)"
+    )
     warmup_steps: int = _f(0, "linear warm-up steps before the cosine decay")
     sampling_steps: int = _f(30, "DDIM steps T of the sampling chain (ReNeg recipe: 30)")
     grad_step_min: int = _f(0, "the gradient step is drawn from [min, max] steps before the end (recipe: 0)")
@@ -92,6 +98,8 @@ class TrainConfig:
         for name in ("frames", "height", "width"):  # None: the spec's default; 0 must not mean that
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 bad(name, getattr(self, name), "a positive integer (or leave it out for the model's default)")
+        if not (math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0):
+            bad("max_grad_norm", self.max_grad_norm, "a finite norm >= 0 (0 turns clipping off)")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", self.lr, "a finite positive learning rate")
         if self.guidance is not None and not (math.isfinite(self.guidance) and self.guidance >= 0):
@@ -110,6 +118,12 @@ class TrainConfig:
         ):
             bad("frame_select", sel, f"one of {FRAME_SELECTIONS} or random:K with K > 0")
 
-    @property
-    def micro_batch(self) -> int:
-        return self.batch_size // self.grad_accum
+    def per_process_batch(self, num_processes: int) -> int:
+        """This process's share of the global --batch-size; refused unless processes x micro-batches split it."""
+        unit = num_processes * self.grad_accum
+        if self.batch_size % unit:
+            raise UsageError(
+                f"--batch-size {self.batch_size}: it is the global batch, expected a multiple of {num_processes} "
+                f"process(es) x --grad-accum {self.grad_accum} = {unit}; pass a multiple of {unit}"
+            )
+        return self.batch_size // num_processes

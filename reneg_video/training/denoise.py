@@ -37,6 +37,14 @@ def generator_for(*keys: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seed)
 
 
+def draw_grad_step(seed: int, step: int, low: int, high: int) -> int:
+    """k in [low, high]: how many steps before the end of the chain step `step` takes its gradient.
+
+    Drawn from (seed, step) alone, so every process (and a resumed run) draws the same k.
+    """
+    return int(torch.randint(low, high + 1, (1,), generator=generator_for(seed, 31, step)))
+
+
 class Backbone:
     """The frozen model seen by the trainer: prompt encoding, one CFG denoiser call, decoding."""
 
@@ -51,7 +59,10 @@ class Backbone:
         self.pipe, self.spec, self.device = pipe, spec, device
         self.video = spec.kind == "video"
         self.denoiser = pipe.unet if hasattr(pipe, "unet") and pipe.unet is not None else pipe.transformer
-        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        # Every trainable model samples in latent space: DDIM's default clip_sample=True (what from_config
+        # keeps over a config without the key, e.g. PixArt-alpha's DPMSolverMultistep) would clamp x0
+        # latents to the pixel range [-1, 1].
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)
         self.scheduler.set_timesteps(config.sampling_steps, device=device)
         defaults = spec.defaults
         self.guidance = defaults.guidance if config.guidance is None else config.guidance
@@ -102,6 +113,14 @@ class Backbone:
         if kept < embeds.shape[1]:
             embeds[0, kept:] = embeds[0, kept]
         return embeds, mask
+
+    def seed_noise(self, seed: int) -> torch.Tensor:
+        """Initial latents [1, ...] for `seed` as `models.generate` draws them (CPU generator, float32)."""
+        g = torch.Generator("cpu").manual_seed(seed)
+        return (
+            torch.randn((1, *self.latent_shape), generator=g).to(self.device)
+            * self.scheduler.init_noise_sigma
+        )
 
     def noise(self, indices: list[int], seed: int) -> torch.Tensor:
         """Initial latents [B, ...], each drawn from its own global sample index."""

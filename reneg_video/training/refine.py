@@ -7,7 +7,9 @@
   Nesterov momentum, gradient clipping, a regulariser keeping the noise norm likely under N(0, I), and
   best-iterate selection. Backpropagates through the whole sampling chain: use few steps.
 
-Both reuse the trainer's `Backbone` (prompt encoding, CFG denoiser call, DDIM step, decoding).
+Both reuse the trainer's `Backbone` (prompt encoding, CFG denoiser call, DDIM step, decoding) and start
+from the noise `reneg-video --seed S` renders (`Backbone.seed_noise`); `Refined.noise` is what the caller
+must render the result with, so that the iterate chosen is the video shown.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from ..core.encoders import match_tokens
 from ..core.errors import UsageError
 from ..core.settings import Settings
 from .config import TrainConfig
-from .denoise import TRAINABLE_PIPELINES, Backbone
+from .denoise import TRAINABLE_PIPELINES, Backbone, draw_grad_step
 from .trainer import REFL_MARGIN
 
 # ReNeg per-sample stage (FACTS.md summary of the paper): at most 10 steps, patience 3.
 NEG_MAX_STEPS = 10
 NEG_PATIENCE = 3
+# Its gradient step is drawn as the trainer draws it: k ~ U[0, 10] steps before the end (ReNeg recipe).
+NEG_GRAD_WINDOW = 10
 NEG_LR = 5e-3
 # ReNO's optimiser: SGD with Nesterov momentum 0.9, lr 5, gradient-norm clip 0.1, norm regulariser 0.01.
 NOISE_LR = 5.0
@@ -38,11 +42,16 @@ NOISE_REG_WEIGHT = 0.01
 
 @dataclass
 class Refined:
-    """Result of a refinement: the best iterate, its reward and the reward of every iterate (0 = start)."""
+    """Result of a refinement: the best iterate, its reward and the reward of every iterate (0 = start).
+
+    `noise` holds the initial latents [1, ...] (scaled by the scheduler's init sigma) the rewards were
+    measured from: render with them. For noise optimisation it is `best` itself.
+    """
 
     best: torch.Tensor
     best_reward: float
     history: list[float] = field(default_factory=list)
+    noise: torch.Tensor | None = None
 
 
 def backbone_for(pipe, spec, settings: Settings) -> Backbone:
@@ -76,9 +85,21 @@ def _sample_reward(bb: Backbone, reward, prompt: str, neg, neg_mask, latents) ->
 
 
 def optimize_negative(
-    pipe, spec, neg: NegativeEmbedding, prompt: str, settings: Settings, reward, steps: int = NEG_MAX_STEPS
+    pipe,
+    spec,
+    neg: NegativeEmbedding,
+    prompt: str,
+    settings: Settings,
+    reward,
+    steps: int = NEG_MAX_STEPS,
+    noise: torch.Tensor | None = None,
 ) -> Refined:
-    """Refine `neg` for one prompt and seed; return the best iterate (the start counts)."""
+    """Refine `neg` for one prompt and seed; return the best iterate (the start counts).
+
+    Every iterate is judged by the reward of the full sample from `noise` (default: the noise of
+    `settings.seed` that `reneg-video` renders); each gradient step is taken k ~ U[0, 10] steps before the
+    end of the chain, k drawn from (seed, iteration) as the trainer draws it.
+    """
     if not 1 <= steps <= NEG_MAX_STEPS:
         raise UsageError(
             f"--optimize-neg {steps}: expected 1..{NEG_MAX_STEPS} steps (ReNeg's per-sample stage)"
@@ -88,15 +109,15 @@ def optimize_negative(
     mask = None if mask is None else mask.to(bb.device)
     param = torch.nn.Parameter(tensor.clone().to(bb.device))
     optimizer = torch.optim.AdamW([param], lr=NEG_LR, weight_decay=0.0)
-    noise = bb.noise([settings.seed], settings.seed)
-    best = Refined(param.detach().clone(), _sample_reward(bb, reward, prompt, param.detach(), mask, noise))
-    best.history.append(best.best_reward)
+    noise = bb.seed_noise(settings.seed) if noise is None else noise.to(bb.device)
+    start = _sample_reward(bb, reward, prompt, param.detach(), mask, noise)
+    best = Refined(param.detach().clone(), start, [start], noise.cpu())
     timesteps = bb.scheduler.timesteps
+    window = min(NEG_GRAD_WINDOW, len(timesteps) - 1)
     pos, pos_mask = bb.encode([prompt])
     stale = 0
     for step in range(steps):
-        # The gradient step walks back through the last steps of the chain, one per iteration.
-        grad_index = len(timesteps) - 1 - (step % min(NEG_MAX_STEPS, len(timesteps)))
+        grad_index = len(timesteps) - 1 - draw_grad_step(settings.seed, step, 0, window)
         latents = noise
         with torch.no_grad():
             for t in timesteps[:grad_index]:
@@ -130,19 +151,33 @@ def _chi_nll(z: torch.Tensor) -> torch.Tensor:
 
 
 def optimize_noise(
-    pipe, spec, neg: NegativeEmbedding | None, prompt: str, settings: Settings, reward, steps: int
+    pipe,
+    spec,
+    neg: NegativeEmbedding | None,
+    prompt: str,
+    settings: Settings,
+    reward,
+    steps: int,
+    negative_prompt: str | None = None,
 ) -> Refined:
-    """ReNO-style: optimise the initial latents for one prompt; return the best latents (the start counts)."""
+    """ReNO-style: optimise the initial latents for one prompt; return the best latents (the start counts).
+
+    The negative branch is the one the video is rendered with: `neg` (pass the refined embedding after
+    `optimize_negative`), else `negative_prompt` encoded by the model, else the model's encoding of ''.
+    The start is the noise of `settings.seed` that `reneg-video` renders.
+    """
     if steps <= 0:
         raise UsageError(f"--optimize-noise {steps}: expected a positive number of iterations (ReNO uses 50)")
     bb = backbone_for(pipe, spec, settings)
-    if neg is None:
-        tensor, mask = bb.null_embedding()
-    else:
+    if neg is not None:
         tensor, mask = match_tokens(neg.tensor, neg.mask, spec.tokens, neg.source)
+    elif negative_prompt:
+        tensor, mask = bb.encode([negative_prompt])
+    else:
+        tensor, mask = bb.null_embedding()
     tensor = tensor.to(bb.device)
     mask = None if mask is None else mask.to(bb.device)
-    z = torch.nn.Parameter(bb.noise([settings.seed], settings.seed))
+    z = torch.nn.Parameter(bb.seed_noise(settings.seed))
     optimizer = torch.optim.SGD([z], lr=NOISE_LR, momentum=NOISE_MOMENTUM, nesterov=True)
     pos, pos_mask = bb.encode([prompt])
     best = Refined(z.detach().clone(), -math.inf)
@@ -164,4 +199,5 @@ def optimize_noise(
         torch.nn.utils.clip_grad_norm_([z], NOISE_GRAD_CLIP)
         optimizer.step()
     best.best = best.best.cpu()
+    best.noise = best.best
     return best

@@ -1,13 +1,15 @@
 """The ReNeg trainer: learn a negative embedding (ReFL + classifier-free guidance in the loop).
 
 Per optimizer step (arXiv 2412.19637; ReFL in ImageReward's ReFL.py):
-1. prompts and initial noise are drawn from the global sample index (so 2 processes x batch 2 see the
-   same samples as 1 process x batch 4) and a gradient step k in [grad_step_min, grad_step_max] steps
-   before the end of the T-step DDIM chain is drawn from the step number;
+1. prompts and initial noise are drawn from the global sample index; --batch-size is the global batch,
+   split over the processes (so --batch-size 4 sees the same samples on 1 process or on 2 x 2); a
+   gradient step k in [grad_step_min, grad_step_max] steps before the end of the T-step DDIM chain is
+   drawn from the step number;
 2. the chain runs without gradient down to that step, with the current embedding on the negative branch;
 3. one step with gradient: eps = eps(x_t, neg) + w * (eps(x_t, c) - eps(x_t, neg)), x0 predicted by the
    scheduler (epsilon or v-prediction; learned-sigma channels dropped), decoded by the VAE;
-4. a differentiable reward scores the decoded frames; loss relu(2 - r) (ReFL) or -r; AdamW + cosine.
+4. a differentiable reward scores the decoded frames; loss relu(2 - r) (ReFL) or -r;
+5. the gradient norm is clipped to --max-grad-norm (ReFL: 1.0); AdamW + cosine.
 Only the embedding trains. Under `accelerate launch` its gradient is all-reduced (DDP).
 
 Shape legend: B samples, C latent channels, F frames, h/w latent size, T tokens, D width.
@@ -29,7 +31,7 @@ from ..core.embedding import NegativeEmbedding, load_embedding
 from ..core.encoders import check_family, match_tokens
 from ..core.errors import UsageError
 from .config import TrainConfig
-from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, generator_for
+from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, draw_grad_step, generator_for
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
@@ -54,6 +56,9 @@ class Trainer:
             gradient_accumulation_steps=config.grad_accum,
         )
         self.main = self.accelerator.is_main_process
+        # --batch-size is global: each process takes its share (refused here, before anything loads).
+        self.per_process = config.per_process_batch(self.accelerator.num_processes)
+        self.micro = self.per_process // config.grad_accum
         self.out = Path(config.out)
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"--out {self.out}: is a file; expected a folder")
@@ -154,20 +159,13 @@ class Trainer:
     def grad_step_index(self, step: int) -> int:
         """Timestep index (into the T-step chain) of the step taken with gradient: shared by every process."""
         c = self.config
-        k = int(
-            torch.randint(
-                c.grad_step_min, c.grad_step_max + 1, (1,), generator=generator_for(c.seed, 31, step)
-            )
-        )
-        return c.sampling_steps - 1 - k
+        return c.sampling_steps - 1 - draw_grad_step(c.seed, step, c.grad_step_min, c.grad_step_max)
 
     def sample_indices(self, step: int, micro: int) -> list[int]:
         c = self.config
         acc = self.accelerator
-        base = (
-            step * c.batch_size * acc.num_processes + acc.process_index * c.batch_size + micro * c.micro_batch
-        )
-        return list(range(base, base + c.micro_batch))
+        base = step * c.batch_size + acc.process_index * self.per_process + micro * self.micro
+        return list(range(base, base + self.micro))
 
     def loss_and_reward(self, indices: list[int], grad_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         bb, c = self.backbone, self.config
@@ -203,8 +201,8 @@ class Trainer:
         neg = neg.to(bb.device)
         neg_mask = None if self.neg_mask is None else self.neg_mask.to(bb.device)
         scores = []
-        for start in range(0, len(self.val_prompts), c.micro_batch):
-            prompts = self.val_prompts[start : start + c.micro_batch]
+        for start in range(0, len(self.val_prompts), self.micro):
+            prompts = self.val_prompts[start : start + self.micro]
             indices = [VAL_SEED_OFFSET + start + j for j in range(len(prompts))]
             pos, pos_mask = bb.encode(prompts)
             latents = bb.noise(indices, c.seed)
@@ -298,6 +296,12 @@ class Trainer:
         self.out.mkdir(exist_ok=True)
         if c.resume:
             self.resume()
+        if self.main:
+            print(
+                f"reneg-train: global batch {c.batch_size} = {acc.num_processes} process(es) x {self.per_process}"
+                f" prompts ({c.grad_accum} micro-batch(es) of {self.micro})",
+                file=sys.stderr,
+            )
         val_before = self.val_reward(self.initial)
         metrics_path = self.out / "metrics.jsonl"
         bar = tqdm(
@@ -317,6 +321,8 @@ class Trainer:
                 with acc.accumulate(self.model):
                     loss, reward = self.loss_and_reward(self.sample_indices(step, micro), grad_index)
                     acc.backward(loss)
+                    if c.max_grad_norm and acc.sync_gradients:  # ReFL clips the gradient norm (to 1.0)
+                        acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
                 losses.append(loss.detach())
@@ -349,7 +355,8 @@ class Trainer:
             "steps": c.steps,
             "resumed_from": self.start_step,
             "processes": acc.num_processes,
-            "global_batch": c.batch_size * acc.num_processes,
+            "global_batch": c.batch_size,
+            "per_process_batch": self.per_process,
             "val_prompts": len(self.val_prompts),
             "val_reward_before": val_before,
             "val_reward_after": val_after,

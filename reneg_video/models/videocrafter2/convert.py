@@ -2,9 +2,10 @@
 
     unet_from_original(state_dict)  model.diffusion_model.* tensors -> VideoCrafter2UNet (strict)
     unet_to_original(unet)          the inverse, for round trips and for exporting fine-tuned weights
+    text_encoder_from_original(sd)  cond_stage_model.* (OpenCLIP ViT-H/14 text tower) -> CLIPTextModel
     python -m reneg_video.commands.convert_videocrafter2 CKPT OUT_DIR
-                                    model.ckpt -> a folder with unet/, vae/, scheduler/, README.md,
-                                    model_index.json (+ text_encoder/, tokenizer/ if given)
+                                    model.ckpt -> a folder with unet/, vae/, scheduler/, text_encoder/,
+                                    README.md, model_index.json (+ tokenizer/ if a folder gives one)
 
 The UNet key map is generated from the config by walking lvdm's `UNetModel.__init__` in the same
 order it builds `input_blocks`, `middle_block` and `output_blocks`, so it holds for any config the
@@ -30,6 +31,14 @@ from .unet import VideoCrafter2UNet
 # `first_stage_model.` and the text encoder under `cond_stage_model.` (lvdm/models/ddpm3d.py).
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
+# FrozenOpenCLIPEmbedder keeps open_clip's CLIP under `.model`; lvdm builds it without pretrained weights
+# (lvdm/modules/encoders/condition.py), so the checkpoint's copy is the text encoder VideoCrafter2 used.
+TEXT_PREFIX = "cond_stage_model.model."
+OPENCLIP_HEAD_DIM = 64  # open_clip text towers have width // 64 heads (ViT-H/14: 1024 wide, 16 heads)
+OPENCLIP_LAYER_NORM_EPS = 1e-5  # open_clip's LayerNorm is torch's, default eps
+# --text-encoder-from may hold a float16 copy: tensors agree if within float16's precision (2**-10).
+TEXT_ENCODER_RTOL = 2**-10
+TEXT_ENCODER_ATOL = 1e-5
 # DeepSpeed checkpoints of lvdm keep the state dict under "module" with this prefix on every key
 # (scripts/evaluation/funcs.py load_model_checkpoint strips key[16:]).
 DEEPSPEED_PREFIX = "_forward_module."
@@ -291,6 +300,128 @@ def vae_from_original(state_dict: Mapping[str, torch.Tensor], ddconfig: Mapping[
     return vae.eval()
 
 
+def text_encoder_from_original(state_dict: Mapping[str, torch.Tensor]):
+    """The checkpoint's OpenCLIP text tower (`cond_stage_model.model.*`) as a transformers `CLIPTextModel`.
+
+    lvdm's FrozenOpenCLIPEmbedder(layer="penultimate") runs every resblock but the last, then `ln_final`:
+    a `CLIPTextModel` with one layer fewer and `final_layer_norm` = `ln_final` computes that as its
+    `last_hidden_state`, as diffusers' SD2.x conversion does (its `convert_open_clip_checkpoint` renames the
+    tensors here). Returns None when the checkpoint has no text encoder. Strict: every tensor the model
+    needs must come from the checkpoint, with finite values; otherwise `CheckpointError` names the keys.
+    """
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tensors = {k[len(TEXT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(TEXT_PREFIX)}
+    if not tensors:
+        return None
+    blocks = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("transformer.resblocks.")})
+    needed = ("token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias")
+    absent = [k for k in needed if k not in tensors]
+    if absent or len(blocks) < 2 or blocks != list(range(len(blocks))):
+        raise CheckpointError(
+            f"VideoCrafter2 checkpoint: {TEXT_PREFIX}* is not an OpenCLIP text tower (missing "
+            f"{_listing([TEXT_PREFIX + k for k in absent]) if absent else 'resblocks 0..N, N >= 1'}); "
+            "pass an unmodified VideoCrafter2 checkpoint"
+        )
+    penultimate = f"transformer.resblocks.{blocks[-1]}."
+    kept = {
+        TEXT_PREFIX + k: v
+        for k, v in tensors.items()
+        if not k.startswith(penultimate) and k not in ("text_projection", "logit_scale")  # not used by lvdm
+    }
+    vocab, width = tensors["token_embedding.weight"].shape
+    config = CLIPTextConfig(
+        vocab_size=vocab,
+        hidden_size=width,
+        intermediate_size=tensors["transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
+        num_hidden_layers=len(blocks) - 1,
+        num_attention_heads=width // OPENCLIP_HEAD_DIM,
+        max_position_embeddings=tensors["positional_embedding"].shape[0],
+        hidden_act="gelu",  # open_clip's default nn.GELU (not CLIP-L's quick_gelu)
+        layer_norm_eps=OPENCLIP_LAYER_NORM_EPS,
+        bos_token_id=vocab - 2,  # <|startoftext|>, <|endoftext|>: the last two entries of CLIP's vocabulary
+        eos_token_id=vocab - 1,
+        pad_token_id=0,  # open_clip's tokenizer pads with 0
+    )
+    model = CLIPTextModel(config)
+    converted = convert_open_clip_checkpoint(model, kept, prefix=TEXT_PREFIX)
+    converted.pop("text_projection.weight", None)
+    expected = model.state_dict()
+    if not any(k.startswith("text_model.") for k in expected):  # transformers 5 names them without it
+        converted = {k.removeprefix("text_model."): v for k, v in converted.items()}
+    missing = [k for k in expected if k not in converted]
+    unexpected = [k for k in converted if k not in expected]
+    mismatched = [
+        f"{k} {list(v.shape)} vs {list(expected[k].shape)}"
+        for k, v in converted.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    nonfinite = [
+        k for k, v in converted.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    problems = [
+        f"{what} {_listing(keys)}"
+        for what, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+            ("NaN/inf in", nonfinite),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"VideoCrafter2 text encoder ({TEXT_PREFIX}*) does not convert: "
+            + "; ".join(problems)
+            + "; pass an unmodified VideoCrafter2 checkpoint"
+        )
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+def check_same_text_encoder(ours, source: Path) -> None:
+    """Refuse `source/text_encoder` unless it computes what the checkpoint's own copy does (same tensors)."""
+    from transformers import CLIPTextModel
+
+    try:
+        theirs = CLIPTextModel.from_pretrained(source / "text_encoder")
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UsageError(
+            f"--text-encoder-from {source}: text_encoder/ does not load as a CLIPTextModel ({first})"
+        ) from None
+    a, b = ours.state_dict(), theirs.state_dict()
+    why = None
+    if a.keys() != b.keys():
+        why = (
+            f"{ours.config.num_hidden_layers} vs {theirs.config.num_hidden_layers} layers, "
+            f"{len(a.keys() ^ b.keys())} tensor names differ"
+        )
+    else:
+        bad = [k for k in a if a[k].shape != b[k].shape]
+        if bad:
+            why = f"shapes differ at {_listing(bad)}"
+        else:
+            diffs = {k: float((a[k].float() - b[k].float()).abs().max()) for k in a}
+            bad = [
+                k
+                for k in a
+                if not torch.allclose(
+                    a[k].float(), b[k].float(), rtol=TEXT_ENCODER_RTOL, atol=TEXT_ENCODER_ATOL
+                )
+            ]
+            if bad:
+                worst = max(bad, key=diffs.get)
+                why = f"{len(bad)} of {len(a)} tensors differ (largest |difference| {diffs[worst]:.3g} in {worst})"
+    if why:
+        raise CheckpointError(
+            f"--text-encoder-from {source}: its text encoder is not the checkpoint's own ({TEXT_PREFIX}*: "
+            f"{why}); VideoCrafter2 was trained with the checkpoint's copy, which is converted without this "
+            "option: leave it out (and copy only tokenizer/ from that folder)"
+        )
+
+
 def scheduler_config() -> dict[str, Any]:
     """DDIMScheduler settings reproducing lvdm's DDIM sampler for VideoCrafter2.
 
@@ -335,12 +466,14 @@ Converted from VideoCrafter2's `model.ckpt` (AILab-CVC/VideoCrafter, configs/inf
   rescaling, which `VideoCrafter2Pipeline` applies (DDIMScheduler itself ignores those keys).
 
 ## Text encoder
-VideoCrafter2 reads the penultimate layer of OpenCLIP ViT-H/14 (laion2b_s32b_b79k) followed by the final
-layer norm: the same text encoder as Stable Diffusion 2.x and ZeroScope v2, whose diffusers
-`CLIPTextModel` simply has 23 of the 24 layers. The checkpoint's own copy (`cond_stage_model.*`) is not
-converted: copy `text_encoder/` and `tokenizer/` from a local SD2.1 or ZeroScope v2 folder into this one
-(or pass `--text-encoder-from DIR` to the converter); then
-`reneg_video.models.videocrafter2.VideoCrafter2Pipeline.from_pretrained(this_folder)` loads it (model_index.json).
+VideoCrafter2 reads the penultimate layer of OpenCLIP ViT-H/14 followed by the final layer norm, as
+Stable Diffusion 2.x and ZeroScope v2 do. lvdm builds that encoder without pretrained weights, so the
+checkpoint's own copy (`cond_stage_model.*`) is the one VideoCrafter2 used: `text_encoder/` is converted
+from it into a transformers `CLIPTextModel` with 23 of the 24 layers. `--text-encoder-from DIR` (an SD2.1
+or ZeroScope v2 folder) is accepted only if its text encoder has the same tensors; its `tokenizer/` is
+copied. Without a `tokenizer/`, copy one from any SD2.x or ZeroScope v2 folder (the OpenCLIP BPE
+vocabulary); then `reneg_video.models.videocrafter2.VideoCrafter2Pipeline.from_pretrained(this_folder)`
+loads it (model_index.json).
 """
 
 
@@ -369,11 +502,16 @@ def convert(
                     f"{source}: no {part}/ folder; pass an SD2.1 or ZeroScope v2 diffusers folder"
                 )
     state_dict = load_original_checkpoint(ckpt)
+    text_encoder = text_encoder_from_original(state_dict)
+    if text_encoder is not None and source is not None:
+        check_same_text_encoder(text_encoder, source)  # before the slow parts: refuse early
     unet = unet_from_original(state_dict, unet_config)
     vae = vae_from_original(state_dict, vae_ddconfig)
     with atomic_dir(out_dir) as tmp:
         unet.save_pretrained(tmp / "unet")
         vae.save_pretrained(tmp / "vae")
+        if text_encoder is not None:
+            text_encoder.save_pretrained(tmp / "text_encoder")
         (tmp / "scheduler").mkdir()
         config = {"_class_name": "DDIMScheduler", **scheduler_config()}
         (tmp / "scheduler" / "scheduler_config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -382,6 +520,8 @@ def convert(
         # tokenizer/ are in it.
         (tmp / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
         if source is not None:
-            for part in ("text_encoder", "tokenizer"):
+            # The checkpoint has no text encoder (a stripped file): the folder's is the only one there is.
+            parts = ("tokenizer",) if text_encoder is not None else ("text_encoder", "tokenizer")
+            for part in parts:
                 shutil.copytree(source / part, tmp / part)
     return out_dir
