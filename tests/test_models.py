@@ -21,6 +21,8 @@ from .test_inject import _capture
 # name -> (pipeline class, encoder, tokens, mask)
 NEW_MODELS = {
     "modelscope": ("TextToVideoSDPipeline", "openclip-vit-h-14", 77, False),
+    "i2vgen-xl": ("I2VGenXLPipeline", "openclip-vit-h-14", 77, False),
+    "animatediff": ("AnimateDiffPipeline", "clip-vit-l-14", 77, False),
     "ltx-video-0.9.1": ("LTXPipeline", "t5-v1_1-xxl", 128, True),
     "ltx-video-0.9.5": ("LTXConditionPipeline", "t5-v1_1-xxl", 256, True),
     "ltx-video-0.9.7": ("LTXConditionPipeline", "t5-v1_1-xxl", 256, True),

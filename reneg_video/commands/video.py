@@ -71,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--adapter", metavar="SPEC.toml", help="use this adapter spec file (a model the built-ins lack)"
     )
-    g.add_argument("--list-models", action="store_true", help="list known models and exit")
+    g.add_argument(
+        "--list-models",
+        action="store_true",
+        help="list known models, each with the released embedding file that fits it and why, and exit",
+    )
+    g.add_argument(
+        "--image", metavar="PATH", help="conditioning image for image+text-to-video models (i2vgen-xl)"
+    )
+    g.add_argument(
+        "--motion-adapter",
+        metavar="PATH",
+        help="AnimateDiff MotionAdapter folder or Hugging Face repo (default: the spec's motion_adapter)",
+    )
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     g.add_argument(
         "--dtype",
@@ -174,20 +186,27 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.specs import list_models
 
     if args.list_models:
-        from ..core.specs import load_spec
+        from ..core.specs import describe_fit, load_spec
 
         for name in list_models():
             spec = load_spec(name)
             tag = " [stand-in: noise]" if spec.standin else f" [{spec.repo_id}]"
-            print(f"{name:20s} {spec.encoder:18s} {spec.description}{tag}")
+            print(f"{name:28s} {spec.description}{tag}\n{'':28s} {describe_fit(spec)}")
         return 0
 
     # --- validate everything before any model loads -------------------------------------------
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
+    from ..core.inject import check_negative_branch
     from ..core.memory import check_preset
     from ..models.generate import settings_for
-    from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
+    from ..models.pipeline import (
+        model_folder,
+        motion_adapter_folder,
+        resolve_device,
+        resolve_dtype,
+        resolve_spec,
+    )
 
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
@@ -216,6 +235,14 @@ def run(argv: list[str] | None = None) -> int:
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
         check_family(neg.family, spec.family, spec.name, str(args.neg))
+        check_negative_branch(spec)
+    spec = _with_image(spec, args.image)
+    if args.motion_adapter is not None:
+        if "AnimateDiff" not in spec.pipeline:
+            raise UsageError(
+                f"--motion-adapter: {spec.name} takes no motion adapter; use it with animatediff"
+            )
+        motion_adapter_folder(args.motion_adapter)
     outputs = _outputs(args.out, len(prompts), args.compare)
     if args.json:
         from ..core.export import check_destination
@@ -232,6 +259,25 @@ def run(argv: list[str] | None = None) -> int:
     # --- load, inject, generate, score, export ----------------------------------------------------
     run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
     return _generate_all(run, folder, device, dtype, prompts, outputs)
+
+
+def _with_image(spec, path: str | None):
+    """The spec with the conditioning image among its call arguments (image+text models), checked."""
+    if not spec.image:
+        if path is not None:
+            raise UsageError(f"--image {path}: {spec.name} takes no conditioning image; leave --image out")
+        return spec
+    if path is None:
+        raise UsageError(f"{spec.name} is an image+text-to-video model: pass --image PATH (a PNG or JPEG)")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise UsageError(f"--image {path}: not a readable image ({exc}); pass a PNG or JPEG file") from None
+    # Every pipeline call of this run (main arm, --compare baselines, refinement) passes call_kwargs.
+    return replace(spec, call_kwargs={**spec.call_kwargs, "image": image})
 
 
 def _check_rewards(args) -> str | None:
@@ -331,6 +377,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         frames=settings.frames,
         height=settings.height,
         width=settings.width,
+        motion_adapter=args.motion_adapter,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)

@@ -82,7 +82,7 @@ def check_negative_branch(spec: AdapterSpec) -> None:
     """Refuse an embedding where this configuration has no negative branch to put it on."""
     if not spec.negative_branch:
         raise UsageError(
-            f"--neg: {spec.name} runs without a negative branch (guidance 1, distilled), so a negative "
+            f"--neg: {spec.name} has no negative branch (it runs at guidance 1, distilled), so a negative "
             "embedding would be ignored; use the non-distilled model or leave --neg out"
         )
 

@@ -282,3 +282,26 @@ def load_spec(name_or_path: str | os.PathLike[str]) -> AdapterSpec:
             f"unknown model {text!r}; expected one of {list_models()} or a spec file (--adapter PATH.toml)"
         )
     return spec
+
+
+def describe_fit(spec: AdapterSpec) -> str:
+    """Which released embedding file fits this model and why, in one line (--list-models, README)."""
+    family = spec.family
+    if family.foreign:
+        return (
+            f"fits no released file: {family.description} is not a space any ReNeg embedding was learned in"
+        )
+    if not spec.negative_branch:
+        return "takes no --neg: it has no negative branch (it runs at guidance 1, distilled)"
+    files = " or ".join(family.files) or f"an embedding of the {family.name} space"
+    if not family.masked:
+        how = f"{spec.tokens} tokens: the file as is"
+    else:
+        have = "/".join(map(str, family.tokens)) or "T"
+        fill = spec.token_fill
+        if fill == FILL_MASKED:
+            span = have if have == str(spec.tokens) else f"{have} -> {spec.tokens}"
+            how = f"{span} tokens under a mask: only the file's kept tokens are attended"
+        else:
+            how = f"{spec.tokens} unmasked tokens: the file's kept tokens, then fill {fill!r}"
+    return f"--neg {files}: the same {family.name} space; {how}"

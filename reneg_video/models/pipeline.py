@@ -111,6 +111,43 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
         ) from None
 
 
+def motion_adapter_folder(source: str | os.PathLike[str]) -> Path:
+    """A MotionAdapter's folder: `source` itself, or its repo's snapshot in the local HF cache."""
+    folder = Path(source)
+    if folder.is_dir():
+        if not (folder / "config.json").exists():
+            raise ModelNotFoundError(
+                f"--motion-adapter {folder}: no config.json there; pass a diffusers MotionAdapter folder"
+            )
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(source), local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise ModelNotFoundError(
+            f"motion adapter {source}: not a folder and not in the local Hugging Face cache; run "
+            f"`hf download {source}` on a machine with network, or pass --motion-adapter DIR"
+        ) from None
+
+
+def load_motion_adapter(source: str | os.PathLike[str], dtype: torch.dtype):
+    from diffusers import MotionAdapter
+
+    return MotionAdapter.from_pretrained(motion_adapter_folder(source), dtype=dtype, local_files_only=True)
+
+
+def _clip_skip_shim(pipe) -> None:
+    """diffusers 0.42's clip_skip path (I2VGen-XL's default clip_skip=1 = the penultimate layer, and
+    AnimateDiff's clip_skip) reads `text_encoder.text_model.final_layer_norm`, the transformers 4
+    layout; transformers 5's CLIPTextModel holds `final_layer_norm` itself. Point `text_model` at the
+    model (a plain attribute, not a registered submodule, so weights and state dicts are unchanged)."""
+    encoder = getattr(pipe, "text_encoder", None)
+    if encoder is not None and not hasattr(encoder, "text_model") and hasattr(encoder, "final_layer_norm"):
+        object.__setattr__(encoder, "text_model", encoder)
+
+
 def load_pipeline(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = "auto",
@@ -122,25 +159,36 @@ def load_pipeline(
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    motion_adapter: str | os.PathLike[str] | None = None,
 ):
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
     folder, or spec file. The pipeline remembers its spec for `attach`.
 
     `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
-    settings are in `pipe.reneg_memory`."""
+    settings are in `pipe.reneg_memory`. `motion_adapter` (AnimateDiff): a MotionAdapter folder or Hugging
+    Face repo replacing the spec's default adapter (a stand-in's default is the one built with it)."""
     spec = resolve_spec(name_or_path, adapter)
     if model_path is None and Path(name_or_path).is_dir():
         model_path = name_or_path
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, spec, device)
     folder = model_folder(spec, model_path)
-    pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+    extra = {}
+    adapter_source = motion_adapter or (None if spec.standin else spec.motion_adapter)
+    if adapter_source is not None:
+        extra["motion_adapter"] = load_motion_adapter(adapter_source, torch_dtype)
+    pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True, **extra)
+    if extra and hasattr(pipe.unet, "load_motion_modules"):
+        # A folder saved with its UNetMotionModel (a stand-in, a saved AnimateDiff pipeline) keeps its
+        # own motion layers unless told: load the given adapter's into it.
+        pipe.unet.load_motion_modules(extra["motion_adapter"])
     if spec.defaults.scheduler and type(pipe.scheduler).__name__ != spec.defaults.scheduler:
         import diffusers
 
         scheduler_cls = getattr(diffusers, spec.defaults.scheduler)
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    _clip_skip_shim(pipe)
     pipe.reneg_spec = spec
     if memory is None:
         pipe.to(device)

@@ -434,6 +434,81 @@ def build_latte(spec: AdapterSpec):
     )
 
 
+def tiny_motion_adapter(seed_name: str):
+    """A MotionAdapter matching the AnimateDiff stand-in's UNet (same block widths and depth)."""
+    from diffusers import MotionAdapter
+
+    _seed(seed_name)
+    return MotionAdapter(
+        block_out_channels=TINY_UNET["block_out_channels"],
+        motion_layers_per_block=TINY_UNET["layers_per_block"],
+        motion_norm_num_groups=TINY_UNET["norm_num_groups"],
+        motion_num_attention_heads=2,
+    )
+
+
+def build_animatediff(spec: AdapterSpec):
+    """An SD1.5-style base (CLIP-L text, 2-D UNet) plus a MotionAdapter, as AnimateDiff is shipped."""
+    from diffusers import AnimateDiffPipeline, UNet2DConditionModel
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = UNet2DConditionModel(
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=spec.family.width,
+        **TINY_UNET,
+    )
+    return AnimateDiffPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,  # the pipeline builds its UNetMotionModel from this UNet and the adapter
+        motion_adapter=tiny_motion_adapter(spec.name + "/motion"),
+        scheduler=_ddim(),
+    )
+
+
+def build_i2vgen_xl(spec: AdapterSpec):
+    """I2VGen-XL: OpenCLIP-H text and a CLIP vision tower whose projection feeds the UNet's context."""
+    from diffusers import I2VGenXLPipeline, I2VGenXLUNet
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = I2VGenXLUNet(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=spec.family.width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    _seed(spec.name + "/image-encoder")
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=spec.family.width,  # its image embedding joins the 1024-wide text context
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=64,
+            patch_size=8,
+        )
+    ).eval()
+    return I2VGenXLPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        unet=unet,
+        scheduler=_ddim(),
+    )
+
+
 BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "TextToVideoSDPipeline": build_text_to_video_sd,
     "StableDiffusionPipeline": build_stable_diffusion,
@@ -442,6 +517,8 @@ BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "CogVideoXPipeline": build_cogvideox,
     "MochiPipeline": build_mochi,
     "LattePipeline": build_latte,
+    "AnimateDiffPipeline": build_animatediff,
+    "I2VGenXLPipeline": build_i2vgen_xl,
     "PixArtAlphaPipeline": build_pixart_alpha,
     "reneg_video.models.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
 }
