@@ -232,3 +232,20 @@ def test_clip_specs_still_need_77_tokens():
     text = Path(load_spec("tiny-zeroscope").source).read_text().replace("tokens = 77", "tokens = 120")
     with pytest.raises(SpecError, match="exactly 77"):
         parse_spec(tomllib.loads(text), "x.toml")
+
+
+def test_a_folder_resolves_to_the_spec_its_repo_names_else_the_first_supported(tmp_path):
+    import json
+
+    from reneg_video.models.pipeline import spec_for_folder
+
+    def folder(path, cls):
+        path.mkdir(parents=True)
+        (path / "model_index.json").write_text(json.dumps({"_class_name": cls}))
+        return path
+
+    assert spec_for_folder(folder(tmp_path / "any", "TextToVideoSDPipeline")).name == "zeroscope"
+    cache = tmp_path / "models--ali-vilab--text-to-video-ms-1.7b" / "snapshots" / "abc"
+    assert spec_for_folder(folder(cache, "TextToVideoSDPipeline")).name == "modelscope"
+    assert spec_for_folder(folder(tmp_path / "CogVideoX-5b", "CogVideoXPipeline")).name == "cogvideox-5b"
+    assert spec_for_folder(folder(tmp_path / "ltx", "LTXPipeline")).name == "ltx-video"

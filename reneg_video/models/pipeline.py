@@ -51,22 +51,46 @@ def pipeline_class(spec: AdapterSpec) -> type:
         raise SpecError(f"{spec.source}: pipeline {spec.pipeline!r} not found in {module.__name__}") from None
 
 
+# Several specs share a pipeline class and text width; a folder that names none of their repos gets the
+# model this project supported first for that class (what such a folder meant before the others came).
+FOLDER_DEFAULTS = {
+    "TextToVideoSDPipeline": "zeroscope",
+    "LTXPipeline": "ltx-video",
+    "LTXConditionPipeline": "ltx-video-0.9.5",
+    "CogVideoXPipeline": "cogvideox-2b",
+}
+
+
 def spec_for_folder(folder: Path) -> AdapterSpec:
-    """The spec of a diffusers folder, from its pipeline class and text-encoder width."""
+    """The spec of a diffusers folder, from its pipeline class and text-encoder width; where several
+    specs fit, the one whose repo the path names (a Hugging Face cache snapshot, or a folder named like
+    the repo), else FOLDER_DEFAULTS."""
     index = json.loads((folder / "model_index.json").read_text())
     config_path = folder / "text_encoder" / "config.json"
     width = None
     if config_path.exists():
         config = json.loads(config_path.read_text())
         width = config.get("hidden_size") or config.get("d_model")
+    class_name = index.get("_class_name")
+    candidates = {}
     for spec in registry().values():
-        same_class = spec.pipeline.rpartition(":")[2] == index.get("_class_name")
+        same_class = spec.pipeline.rpartition(":")[2] == class_name
         if not spec.standin and same_class and (width is None or spec.family.width == width):
+            candidates[spec.name] = spec
+    if not candidates:
+        raise SpecError(
+            f"{folder}: no adapter spec for pipeline {class_name} with text width {width}; "
+            "write one (see adapters/zeroscope.toml) and pass it with --adapter PATH.toml"
+        )
+    path = str(folder.resolve()).lower()
+    for spec in candidates.values():
+        repo = (spec.repo_id or "").lower()
+        if repo and (
+            "models--" + repo.replace("/", "--") in path or folder.name.lower() == repo.split("/")[-1]
+        ):
             return spec
-    raise SpecError(
-        f"{folder}: no adapter spec for pipeline {index.get('_class_name')} with text width {width}; "
-        "write one (see adapters/zeroscope.toml) and pass it with --adapter PATH.toml"
-    )
+    default = FOLDER_DEFAULTS.get(class_name)
+    return candidates.get(default) or next(iter(candidates.values()))
 
 
 def resolve_spec(
