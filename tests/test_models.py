@@ -30,6 +30,7 @@ NEW_MODELS = {
     "cogvideox-5b": ("CogVideoXPipeline", "t5-v1_1-xxl", 226, False),
     "mochi": ("MochiPipeline", "t5-v1_1-xxl", 256, True),
     "latte": ("LattePipeline", "t5-v1_1-xxl", 120, False),
+    "allegro": ("AllegroPipeline", "t5-v1_1-xxl", 512, True),
 }
 
 
@@ -75,31 +76,39 @@ def _attached(pipelines, name, neg, **kw):
     return pipe
 
 
-@pytest.mark.parametrize("name", ["tiny-ltx-video-0.9.5", "tiny-ltx-video-0.9.7", "tiny-mochi"])
-def test_masked_256_token_models_see_token0_alone_under_the_mask(pipelines, pixart_file, name):
+@pytest.mark.parametrize(
+    "name", ["tiny-ltx-video-0.9.5", "tiny-ltx-video-0.9.7", "tiny-mochi", "tiny-allegro"]
+)
+def test_masked_models_with_more_tokens_see_token0_alone_under_the_mask(pipelines, pixart_file, name):
     neg = load_embedding(pixart_file)
     pipe = _attached(pipelines, name, neg)
     spec = pipe.reneg_spec
+    d, n = spec.defaults, spec.tokens  # 256 (LTX 0.9.5+, Mochi) or 512 (Allegro)
     try:
+        # Allegro makes one video per prompt (it resets num_videos_per_prompt to 1) and its tiled VAE
+        # decodes one video per call: a single video there.
+        allegro = name == "tiny-allegro"
+        videos = 1 if allegro else 2
         seen = _run(
             pipe,
             prompt="a red panda",
-            num_videos_per_prompt=2,
-            num_frames=spec.defaults.frames,
-            height=32,
-            width=32,
+            num_videos_per_prompt=videos,
+            num_frames=d.frames,
+            height=d.height if allegro else 32,  # Allegro's VAE tile: 128 px
+            width=d.width if allegro else 32,
             steps=spec.rules.min_steps,
         )
     finally:
         detach(pipe)
     context, mask = seen["encoder_hidden_states"], seen["encoder_attention_mask"]
-    # CFG batch: [negative x 2 videos, prompt x 2 videos], 256 rows each.
-    assert context.shape == (4, 256, 4096) and mask.shape == (4, 256)
-    for row in range(2):
-        assert mask[row].bool().tolist() == [True] + [False] * 255
+    # CFG batch: [negative x videos, prompt x videos], n rows each (Allegro adds a unit axis: [B, 1, n, D]).
+    assert context.shape[-2:] == (n, 4096) and context.numel() == 2 * videos * n * 4096
+    context, mask = context.reshape(2 * videos, n, 4096), mask.reshape(2 * videos, n)
+    for row in range(videos):
+        assert mask[row].bool().tolist() == [True] + [False] * (n - 1)
         assert torch.equal(context[row, 0], neg.tensor[0, 0])
         assert torch.equal(context[row, 1:120], neg.tensor[0, 1:120])  # the file's rows, then padding
-    assert int(mask[2].sum()) > 1  # the prompt half keeps its own tokens
+    assert int(mask[videos].sum()) > 1  # the prompt half keeps its own tokens
 
 
 def test_ltx_0_9_1_sees_128_tokens_token0_alone(pipelines, pixart_file):
@@ -185,7 +194,9 @@ def test_modelscope_unet_receives_the_sd21_file_exactly(pipelines, sd21_file):
     assert not torch.equal(context[2], neg.tensor[0])
 
 
-@pytest.mark.parametrize("name", ["tiny-cogvideox-2b", "tiny-mochi", "tiny-latte", "tiny-ltx-video-0.9.5"])
+@pytest.mark.parametrize(
+    "name", ["tiny-cogvideox-2b", "tiny-mochi", "tiny-latte", "tiny-ltx-video-0.9.5", "tiny-allegro"]
+)
 def test_t5_models_refuse_clip_files_naming_both_spaces(pipelines, sd21_file, name):
     with pytest.raises(EncoderMismatchError, match="openclip-vit-h-14.*t5-v1_1-xxl"):
         attach(pipelines(name), load_embedding(sd21_file))

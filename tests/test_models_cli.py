@@ -27,6 +27,7 @@ STANDINS = {
     "tiny-cogvideox-5b": "pixart-alpha_reneg_emb.bin",
     "tiny-mochi": "pixart-alpha_reneg_emb.bin",
     "tiny-latte": "pixart-alpha_reneg_emb.bin",
+    "tiny-allegro": "pixart-alpha_reneg_emb.bin",
 }
 FOREIGN = {
     "wan-2.1": "umt5-xxl",

@@ -27,8 +27,8 @@ MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.item
 EPILOG = f"""\
 models:
   zeroscope, modelscope, videocrafter2, i2vgen-xl (--image PATH), animatediff (--motion-adapter PATH),
-  ltx-video(-0.9.1/-0.9.5/-0.9.7), cogvideox-2b/-5b, mochi, latte, sd15, sd21, pixart-alpha load real
-  weights from the local Hugging Face cache or --model-path DIR; nothing is downloaded. tiny-<model>
+  ltx-video(-0.9.1/-0.9.5/-0.9.7), cogvideox-2b/-5b, mochi, allegro, latte, sd15, sd21, pixart-alpha
+  load real weights from the local Hugging Face cache or --model-path DIR; nothing is downloaded. tiny-<model>
   (tiny-zeroscope, tiny-cogvideox-2b, ...) are built-in STAND-INS with random weights: they run offline
   in seconds but their videos are NOISE, for demos and tests only. `--list-models` shows every spec, your
   own included, with the released file that fits it and why.
@@ -36,8 +36,9 @@ models:
 embeddings (--neg):
   the released ReNeg files as they are: sd2.1_reneg_emb.bin -> zeroscope, modelscope, videocrafter2,
   i2vgen-xl (OpenCLIP ViT-H/14, 1024 wide); sd1.5_reneg_emb.bin -> animatediff (CLIP-L, 768);
-  pixart-alpha_reneg_emb.bin -> ltx-video, mochi (T5-v1.1-xxl, 4096 wide, padded to 128/256 tokens with
-  only token 0 attended), cogvideox, latte (unmasked: token 0, then the model's own empty-prompt rows).
+  pixart-alpha_reneg_emb.bin -> ltx-video, mochi, allegro (T5-v1.1-xxl, 4096 wide, padded to 128/256/512
+  tokens with only token 0 attended), cogvideox, latte (unmasked: token 0, then the model's own
+  empty-prompt rows).
   A file of another space (Wan, HunyuanVideo, LTX-2, AnimateDiff-SDXL) exits 2 naming both spaces. Also
   .safetensors and this project's own format. Pickles are read with weights_only=True only.
 

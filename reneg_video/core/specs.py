@@ -78,6 +78,9 @@ class AdapterSpec:
     # --neg is refused, naming why.
     negative_branch: bool = True
     image: bool = False  # the pipeline also takes a conditioning image (--image PATH; I2VGen-XL)
+    # True where the VAE decodes only tiled (Allegro's raises otherwise): tiling stays on whatever the
+    # memory preset says.
+    vae_tiling_required: bool = False
     # AnimateDiff: the MotionAdapter (a Hugging Face repo or a folder) used unless --motion-adapter is given.
     motion_adapter: str | None = None
     source: str = ""  # the file this spec came from

@@ -214,6 +214,8 @@ def load_pipeline(
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
     _clip_skip_shim(pipe)
     pipe.reneg_spec = spec
+    if spec.vae_tiling_required:
+        pipe.vae.enable_tiling()
     if memory is None:
         pipe.to(device)
         return pipe
@@ -225,6 +227,9 @@ def load_pipeline(
     # Before `.to(device)`: CPU offload (CUDA) places the models itself and auto reads the free memory
     # before the weights occupy it.
     settings = apply_memory_preset(pipe, memory, device=device, **size)
+    if spec.vae_tiling_required and not settings.get("vae_tiling"):
+        pipe.vae.enable_tiling()  # this VAE cannot decode untiled
+        settings["vae_tiling"] = "required by the model"
     if settings["cpu_offload"] not in OFFLOAD_MODES:
         pipe.to(device)
     return pipe

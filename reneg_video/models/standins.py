@@ -434,6 +434,49 @@ def build_latte(spec: AdapterSpec):
     )
 
 
+# Allegro's VAE decodes only in tiles of 24 frames x sample_size^2 pixels with overlaps fixed at
+# 8 frames and 120/80 pixels (AutoencoderKLAllegro), so its tile must exceed 120 px: 128.
+ALLEGRO_TILE = 128
+
+
+def build_allegro(spec: AdapterSpec):
+    from diffusers import AllegroPipeline, AllegroTransformer3DModel, AutoencoderKLAllegro
+
+    tokenizer, encoder = _t5_parts(spec)
+    _seed(spec.name + "/transformer")
+    transformer = AllegroTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        cross_attention_dim=24,
+        sample_width=16,
+        sample_height=16,
+        sample_frames=6,
+        caption_channels=spec.family.width,
+    )
+    _seed(spec.name + "/vae")
+    vae = AutoencoderKLAllegro(
+        block_out_channels=(8, 8, 8, 8),  # four levels: the real 8x spatial, 4x temporal compression
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+        sample_size=ALLEGRO_TILE,
+    )
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    # Allegro ships an EulerAncestralDiscreteScheduler; the stand-in keeps its class with default betas.
+    return AllegroPipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=EulerAncestralDiscreteScheduler(),
+    )
+
+
 def tiny_motion_adapter(seed_name: str):
     """A MotionAdapter matching the AnimateDiff stand-in's UNet (same block widths and depth)."""
     from diffusers import MotionAdapter
@@ -518,6 +561,7 @@ BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "MochiPipeline": build_mochi,
     "LattePipeline": build_latte,
     "AnimateDiffPipeline": build_animatediff,
+    "AllegroPipeline": build_allegro,
     "I2VGenXLPipeline": build_i2vgen_xl,
     "PixArtAlphaPipeline": build_pixart_alpha,
     "reneg_video.models.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
