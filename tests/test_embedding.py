@@ -246,3 +246,31 @@ def test_path_problems(tmp_path):
 
 def test_sha256_is_of_the_file(sd21_file):
     assert load_embedding(sd21_file).sha256 == hashlib.sha256(sd21_file.read_bytes()).hexdigest()
+
+
+def test_unmasked_fills_keep_the_kept_tokens_and_fill_the_rest_as_named():
+    from reneg_video.core.encoders import FILL_EMPTY, FILL_FILE, FILL_ZEROS
+
+    t = torch.randn(1, 120, 4)
+    t[0, 2:] = t[0, 2]  # rows 2.. identical padding: 2 kept tokens
+    mask = infer_t5_mask(t)
+    empty = torch.randn(1, 226, 4)
+    out, none = match_tokens(t, mask, 226, "unit", fill=FILL_EMPTY, empty=empty)
+    assert none is None and out.shape == (1, 226, 4)
+    assert torch.equal(out[0, :2], t[0, :2]) and torch.equal(out[0, 2:], empty[0, 2:])
+    out, _ = match_tokens(t, mask, 226, "unit", fill=FILL_ZEROS)
+    assert torch.equal(out[0, :2], t[0, :2]) and not out[0, 2:].any()
+    out, _ = match_tokens(t, mask, 226, "unit", fill=FILL_FILE)
+    assert torch.equal(out[0, :120], t[0]) and torch.equal(out[0, 120:], t[0, -1:].expand(106, 4))
+    with pytest.raises(EncoderMismatchError, match="empty-prompt"):
+        match_tokens(t, mask, 226, "unit", fill=FILL_EMPTY)  # no encoding of "" given
+
+
+def test_t5_files_of_any_token_count_load_and_foreign_spaces_are_never_guessed(tmp_path):
+    from reneg_video.core.encoders import family_for_shape
+
+    assert family_for_shape(226, 4096).name == "t5-v1_1-xxl"  # a CogVideoX-trained file
+    assert family_for_shape(120, 1024) is None  # CLIP spaces have 77 absolute positions
+    assert family_for_shape(77, 2048) is None  # SDXL's dual space: no ReNeg file exists
+    torch.save(torch.randn(1, 256, 4096), tmp_path / "ltx256.bin")
+    assert load_embedding(tmp_path / "ltx256.bin").tokens == 256

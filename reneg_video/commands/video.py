@@ -26,18 +26,23 @@ MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.item
 
 EPILOG = f"""\
 models:
-  zeroscope, ltx-video, sd15, sd21, pixart-alpha load real weights from the local Hugging Face cache
-  or --model-path DIR; nothing is downloaded. tiny-zeroscope, tiny-ltx-video, tiny-sd15, tiny-sd21 and
-  tiny-pixart-alpha are built-in STAND-INS with random weights: they run offline in seconds but their
-  videos are NOISE, for demos and tests only. `--list-models` shows every spec, your own included.
+  zeroscope, modelscope, videocrafter2, i2vgen-xl (--image PATH), animatediff (--motion-adapter PATH),
+  ltx-video(-0.9.1/-0.9.5/-0.9.7), cogvideox-2b/-5b, mochi, allegro, latte, sd15, sd21, pixart-alpha
+  load real weights from the local Hugging Face cache or --model-path DIR; nothing is downloaded. tiny-<model>
+  (tiny-zeroscope, tiny-cogvideox-2b, ...) are built-in STAND-INS with random weights: they run offline
+  in seconds but their videos are NOISE, for demos and tests only. `--list-models` shows every spec, your
+  own included, with the released file that fits it and why.
   ltx-video also loads a single-file checkpoint (ComfyUI / LTX repo, 0.9.0 and 0.9.1) given with
   --model-path FILE.safetensors, with the release's config shipped in the package.
 
 embeddings (--neg):
-  the released ReNeg files as they are: sd2.1_reneg_emb.bin -> zeroscope (OpenCLIP ViT-H/14, 1024
-  wide); pixart-alpha_reneg_emb.bin -> ltx-video (T5-v1.1-xxl, 4096 wide, padded to 128 tokens with
-  only token 0 attended); also .safetensors and this project's own format. Pickles are read with
-  weights_only=True only.
+  the released ReNeg files as they are: sd2.1_reneg_emb.bin -> zeroscope, modelscope, videocrafter2,
+  i2vgen-xl (OpenCLIP ViT-H/14, 1024 wide); sd1.5_reneg_emb.bin -> animatediff (CLIP-L, 768);
+  pixart-alpha_reneg_emb.bin -> ltx-video, mochi, allegro (T5-v1.1-xxl, 4096 wide, padded to 128/256/512
+  tokens with only token 0 attended), cogvideox, latte (unmasked: token 0, then the model's own
+  empty-prompt rows).
+  A file of another space (Wan, HunyuanVideo, LTX-2, AnimateDiff-SDXL) exits 2 naming both spaces. Also
+  .safetensors and this project's own format. Pickles are read with weights_only=True only.
 
 outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
@@ -80,7 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--adapter", metavar="SPEC.toml", help="use this adapter spec file (a model the built-ins lack)"
     )
-    g.add_argument("--list-models", action="store_true", help="list known models and exit")
+    g.add_argument(
+        "--list-models",
+        action="store_true",
+        help="list known models, each with the released embedding file that fits it and why, and exit",
+    )
+    g.add_argument(
+        "--image", metavar="PATH", help="conditioning image for image+text-to-video models (i2vgen-xl)"
+    )
+    g.add_argument(
+        "--motion-adapter",
+        metavar="PATH",
+        help="AnimateDiff MotionAdapter folder or Hugging Face repo (default: the spec's motion_adapter)",
+    )
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     g.add_argument(
         "--dtype",
@@ -196,20 +213,27 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.specs import list_models
 
     if args.list_models:
-        from ..core.specs import load_spec
+        from ..core.specs import describe_fit, load_spec
 
         for name in list_models():
             spec = load_spec(name)
             tag = " [stand-in: noise]" if spec.standin else f" [{spec.repo_id}]"
-            print(f"{name:20s} {spec.encoder:18s} {spec.description}{tag}")
+            print(f"{name:28s} {spec.description}{tag}\n{'':28s} {describe_fit(spec)}")
         return 0
 
     # --- validate everything before any model loads -------------------------------------------
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
+    from ..core.inject import check_negative_branch
     from ..core.memory import check_preset
     from ..models.generate import require_cfg, settings_for
-    from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
+    from ..models.pipeline import (
+        motion_adapter_folder,
+        resolve_device,
+        resolve_dtype,
+        resolve_model,
+        resolve_spec,
+    )
 
     if not args.model and not args.adapter:
         raise UsageError(f"no model: pass --model NAME (one of {list_models()})")
@@ -242,6 +266,14 @@ def run(argv: list[str] | None = None) -> int:
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
         check_family(neg.family, spec.family, spec.name, str(args.neg))
+        check_negative_branch(spec)
+    spec = _with_image(spec, args.image)
+    if args.motion_adapter is not None:
+        if "AnimateDiff" not in spec.pipeline:
+            raise UsageError(
+                f"--motion-adapter: {spec.name} takes no motion adapter; use it with animatediff"
+            )
+        motion_adapter_folder(args.motion_adapter)
     outputs = _outputs(args.out, len(prompts), args.compare)
     if args.json:
         from ..core.export import check_destination
@@ -269,6 +301,25 @@ def _export_ltxv(args, spec) -> int:
         raise UsageError("--export-ltxv-conditioning needs --neg PATH (the embedding to export)")
     print(save_ltxv_conditioning(load_embedding(args.neg), spec, args.export_ltxv_conditioning))
     return 0
+
+
+def _with_image(spec, path: str | None):
+    """The spec with the conditioning image among its call arguments (image+text models), checked."""
+    if not spec.image:
+        if path is not None:
+            raise UsageError(f"--image {path}: {spec.name} takes no conditioning image; leave --image out")
+        return spec
+    if path is None:
+        raise UsageError(f"{spec.name} is an image+text-to-video model: pass --image PATH (a PNG or JPEG)")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise UsageError(f"--image {path}: not a readable image ({exc}); pass a PNG or JPEG file") from None
+    # Every pipeline call of this run (main arm, --compare baselines, refinement) passes call_kwargs.
+    return replace(spec, call_kwargs={**spec.call_kwargs, "image": image})
 
 
 def _check_rewards(args) -> str | None:
@@ -385,6 +436,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         frames=settings.frames,
         height=settings.height,
         width=settings.width,
+        motion_adapter=args.motion_adapter,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
     if pipe.reneg_call:

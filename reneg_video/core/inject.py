@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import torch
 
 from .embedding import NegativeEmbedding
-from .encoders import check_family, match_tokens
-from .errors import EncoderMismatchError, SpecError
+from .encoders import FILL_EMPTY, FILLS, check_family, match_tokens
+from .errors import EncoderMismatchError, SpecError, UsageError
 from .specs import AdapterSpec
 
 _PER_PROMPT_ARGS = ("num_videos_per_prompt", "num_images_per_prompt")
@@ -47,17 +47,59 @@ def _batch(arguments: dict) -> int:
     return arguments["prompt_embeds"].shape[0]
 
 
-def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None):
+def empty_prompt_rows(pipe, spec: AdapterSpec) -> torch.Tensor:
+    """The target's own encoding of the empty prompt, [1, spec.tokens, D] float32 on the CPU.
+
+    Runs the pipeline's own `encode_prompt` (its tokenizer, its T5 call with or without a mask), with
+    the options that would shorten the output switched off (Latte's `mask_feature`)."""
+    original = type(pipe).encode_prompt.__get__(pipe)
+    params = inspect.signature(original).parameters
+    kwargs = {"prompt": "", "do_classifier_free_guidance": False, "device": pipe._execution_device}
+    if "max_sequence_length" in params:
+        kwargs["max_sequence_length"] = spec.tokens
+    if "mask_feature" in params:
+        kwargs["mask_feature"] = False
+    with torch.no_grad():
+        out = original(**kwargs)
+    rows = out[0] if isinstance(out, tuple) else out
+    return rows[:1].detach().to("cpu", torch.float32)
+
+
+def negative_rows(
+    pipe, neg: NegativeEmbedding, spec: AdapterSpec, fill: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`neg` as the model reads it: [1, spec.tokens, D] and its mask (None for unmasked models)."""
+    fill = fill or spec.token_fill
+    if fill not in FILLS:
+        raise UsageError(f"fill {fill!r} is unknown; expected one of {FILLS}")
+    empty = None
+    if fill == FILL_EMPTY and neg.mask is not None and not bool(neg.mask.all()):
+        empty = empty_prompt_rows(pipe, spec)
+    return match_tokens(neg.tensor, neg.mask, spec.tokens, neg.source, fill=fill, empty=empty)
+
+
+def check_negative_branch(spec: AdapterSpec) -> None:
+    """Refuse an embedding where this configuration has no negative branch to put it on."""
+    if not spec.negative_branch:
+        raise UsageError(
+            f"--neg: {spec.name} has no negative branch (it runs at guidance 1, distilled), so a negative "
+            "embedding would be ignored; use the non-distilled model or leave --neg out"
+        )
+
+
+def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None, *, fill: str | None = None):
     """Use `neg` on the negative branch of CFG in every later `pipe(...)` call that passes no negative.
 
-    Refuses (EncoderMismatchError) an embedding from another text-encoder space, naming both widths.
-    Returns the pipeline. Attaching again replaces the previous embedding; `detach` removes it.
+    Refuses (EncoderMismatchError) an embedding from another text-encoder space, naming both spaces.
+    `fill` overrides the spec's token strategy (`reneg_video.core.encoders`). Returns the pipeline.
+    Attaching again replaces the previous embedding; `detach` removes it.
     """
     spec = spec or getattr(pipe, "reneg_spec", None)
     if spec is None:
         raise SpecError(
             "attach: this pipeline has no adapter spec; load it with reneg_video.load_pipeline or pass spec="
         )
+    check_negative_branch(spec)
     width = _text_width(pipe)
     if width is not None and width != spec.family.width:
         raise EncoderMismatchError(
@@ -65,7 +107,9 @@ def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None):
             f"({spec.family.width}); fix the spec"
         )
     check_family(neg.family, spec.family, spec.name, neg.source)
-    tensor, mask = match_tokens(neg.tensor, neg.mask, spec.tokens, neg.source)
+    tensor, mask = negative_rows(pipe, neg, spec, fill)
+    if not spec.mask:
+        mask = None  # the pipeline takes no mask: unmasked strategies already filled every row
 
     original = type(pipe).encode_prompt.__get__(pipe)  # the class's method, so re-attaching never stacks
     signature = inspect.signature(original)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tomllib
 
-from .encoders import FAMILIES, EncoderFamily
+from .encoders import FAMILIES, FILL_EMPTY, FILL_MASKED, UNMASKED_FILLS, EncoderFamily
 from .errors import SpecError, UsageError
 from .settings import Settings
 
@@ -44,6 +44,7 @@ class Rules:
     size_multiple: int  # height and width must be multiples of this (the VAE/patch grid)
     frame_step: int = 1  # frames must be frame_step * k + frame_offset (LTX-Video: 8k+1)
     frame_offset: int = 0
+    min_steps: int = 1  # fewest denoising steps the pipeline can run (Mochi's sigma schedule: 2)
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ class AdapterSpec:
     name: str
     pipeline: str  # diffusers pipeline class name
     encoder: str  # an encoders.FAMILIES key
-    tokens: int  # token count the pipeline's text branch produces
-    mask: bool  # the pipeline takes negative_prompt_attention_mask
+    tokens: int  # token count the pipeline's text branch produces (any count the family accepts)
+    mask: bool  # the pipeline takes negative_prompt_attention_mask (its denoiser attends under a mask)
     # "prompts": the pipeline repeats a given negative per video (SD, ZeroScope, PixArt);
     # "videos": it uses it as given, so it must already have prompts x videos rows (LTX-Video).
     negative_batch: str
@@ -67,13 +68,35 @@ class AdapterSpec:
     standin: bool = False  # built offline with seeded random weights: outputs noise
     gpu_dtype: str = "float16"
     fps_arg: str | None = None  # pipeline argument taking the frame rate (LTX: frame_rate)
+    frames_arg: str = "num_frames"  # pipeline argument taking the frame count (Latte: video_length)
     call_kwargs: dict = field(default_factory=dict)  # extra arguments for every pipeline call
     setup: str = ""  # how to prepare weights that are not a diffusers repo (shown when they are missing)
+    # Token strategy (encoders module docstring): "masked" for masked models; for unmasked models of a
+    # masked family "empty-prompt" (default), "zeros" or "file-padding". None: the default for the spec.
+    fill: str | None = None
+    # False where this configuration runs without a negative branch (guidance 1, distilled models):
+    # --neg is refused, naming why.
+    negative_branch: bool = True
+    image: bool = False  # the pipeline also takes a conditioning image (--image PATH; I2VGen-XL)
+    # True where the VAE decodes only tiled (Allegro's raises otherwise): tiling stays on whatever the
+    # memory preset says.
+    vae_tiling_required: bool = False
+    # AnimateDiff: the MotionAdapter (a Hugging Face repo or a folder) used unless --motion-adapter is given.
+    motion_adapter: str | None = None
     source: str = ""  # the file this spec came from
 
     @property
     def family(self) -> EncoderFamily:
         return FAMILIES[self.encoder]
+
+    @property
+    def token_fill(self) -> str:
+        """The effective token strategy (`fill`, or the default for this spec's mask)."""
+        if self.fill is not None:
+            return self.fill
+        if self.mask or not self.family.masked:
+            return FILL_MASKED
+        return FILL_EMPTY
 
     def frames_ok(self, frames: int) -> bool:
         return (
@@ -109,12 +132,22 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
     spec = _build(AdapterSpec, {**data, "defaults": defaults, "rules": rules, "source": source}, source)
     if spec.encoder not in FAMILIES:
         raise SpecError(f"{source}: encoder {spec.encoder!r} is unknown; expected one of {sorted(FAMILIES)}")
-    if spec.tokens not in spec.family.tokens:
-        raise SpecError(f"{source}: tokens {spec.tokens} is not a {spec.encoder} count {spec.family.tokens}")
-    if spec.mask != spec.family.masked:
+    family = spec.family
+    if not family.accepts_tokens(spec.tokens):
+        fixed = f"exactly {family.positions} (its position table)" if family.positions else "a count >= 1"
+        raise SpecError(f"{source}: tokens {spec.tokens}; the {spec.encoder} encoder takes {fixed}")
+    if spec.mask and not family.masked:
         raise SpecError(
-            f"{source}: mask={spec.mask} contradicts the {spec.encoder} family (masked={spec.family.masked})"
+            f"{source}: mask=true contradicts the {spec.encoder} family (its embeddings carry no mask); "
+            "set mask = false"
         )
+    if spec.fill is not None:
+        allowed = (FILL_MASKED,) if spec.mask or not family.masked else UNMASKED_FILLS
+        if spec.fill not in allowed:
+            raise SpecError(
+                f"{source}: fill {spec.fill!r} with mask={str(spec.mask).lower()} in the {spec.encoder} family; "
+                f"expected one of {allowed}"
+            )
     if spec.kind not in _KINDS or spec.negative_batch not in _BATCH:
         raise SpecError(f"{source}: kind must be one of {_KINDS} and negative_batch one of {_BATCH}")
     if not spec.standin and not spec.repo_id:
@@ -157,8 +190,11 @@ def validate_settings(spec: AdapterSpec, s: Settings) -> None:
             raise UsageError(
                 f"--{name} {value}: {spec.name} needs a positive multiple of {m}; try --{name} {fixed}"
             )
-    if s.steps <= 0:
-        raise UsageError(f"--steps {s.steps}: expected a positive number of denoising steps")
+    if s.steps < max(1, spec.rules.min_steps):
+        low = max(1, spec.rules.min_steps)
+        raise UsageError(
+            f"--steps {s.steps}: {spec.name} needs at least {low} denoising steps; try --steps {low}"
+        )
     if not math.isfinite(s.guidance) or s.guidance < 0:
         raise UsageError(f"--guidance {s.guidance}: expected a finite number >= 0 (CFG runs only above 1)")
     if s.fps <= 0:
@@ -249,3 +285,26 @@ def load_spec(name_or_path: str | os.PathLike[str]) -> AdapterSpec:
             f"unknown model {text!r}; expected one of {list_models()} or a spec file (--adapter PATH.toml)"
         )
     return spec
+
+
+def describe_fit(spec: AdapterSpec) -> str:
+    """Which released embedding file fits this model and why, in one line (--list-models, README)."""
+    family = spec.family
+    if family.foreign:
+        return (
+            f"fits no released file: {family.description} is not a space any ReNeg embedding was learned in"
+        )
+    if not spec.negative_branch:
+        return "takes no --neg: it has no negative branch (it runs at guidance 1, distilled)"
+    files = " or ".join(family.files) or f"an embedding of the {family.name} space"
+    if not family.masked:
+        how = f"{spec.tokens} tokens: the file as is"
+    else:
+        have = "/".join(map(str, family.tokens)) or "T"
+        fill = spec.token_fill
+        if fill == FILL_MASKED:
+            span = have if have == str(spec.tokens) else f"{have} -> {spec.tokens}"
+            how = f"{span} tokens under a mask: only the file's kept tokens are attended"
+        else:
+            how = f"{spec.tokens} unmasked tokens: the file's kept tokens, then fill {fill!r}"
+    return f"--neg {files}: the same {family.name} space; {how}"

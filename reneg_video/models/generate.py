@@ -67,7 +67,7 @@ def generate(
         **{**getattr(pipe, "reneg_call", {}), **spec.call_kwargs},
     )
     if spec.kind == "video":
-        kwargs["num_frames"] = settings.frames
+        kwargs[spec.frames_arg] = settings.frames
     if spec.fps_arg:
         kwargs[spec.fps_arg] = settings.fps
     if negative_prompt:

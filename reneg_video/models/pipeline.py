@@ -62,22 +62,46 @@ def pipeline_class(spec: AdapterSpec) -> type:
         raise SpecError(f"{spec.source}: pipeline {spec.pipeline!r} not found in {module.__name__}") from None
 
 
+# Several specs share a pipeline class and text width; a folder that names none of their repos gets the
+# model this project supported first for that class (what such a folder meant before the others came).
+FOLDER_DEFAULTS = {
+    "TextToVideoSDPipeline": "zeroscope",
+    "LTXPipeline": "ltx-video",
+    "LTXConditionPipeline": "ltx-video-0.9.5",
+    "CogVideoXPipeline": "cogvideox-2b",
+}
+
+
 def spec_for_folder(folder: Path) -> AdapterSpec:
-    """The spec of a diffusers folder, from its pipeline class and text-encoder width."""
+    """The spec of a diffusers folder, from its pipeline class and text-encoder width; where several
+    specs fit, the one whose repo the path names (a Hugging Face cache snapshot, or a folder named like
+    the repo), else FOLDER_DEFAULTS."""
     index = json.loads((folder / "model_index.json").read_text())
     config_path = folder / "text_encoder" / "config.json"
     width = None
     if config_path.exists():
         config = json.loads(config_path.read_text())
         width = config.get("hidden_size") or config.get("d_model")
+    class_name = index.get("_class_name")
+    candidates = {}
     for spec in registry().values():
-        same_class = spec.pipeline.rpartition(":")[2] == index.get("_class_name")
+        same_class = spec.pipeline.rpartition(":")[2] == class_name
         if not spec.standin and same_class and (width is None or spec.family.width == width):
+            candidates[spec.name] = spec
+    if not candidates:
+        raise SpecError(
+            f"{folder}: no adapter spec for pipeline {class_name} with text width {width}; "
+            "write one (see adapters/zeroscope.toml) and pass it with --adapter PATH.toml"
+        )
+    path = str(folder.resolve()).lower()
+    for spec in candidates.values():
+        repo = (spec.repo_id or "").lower()
+        if repo and (
+            "models--" + repo.replace("/", "--") in path or folder.name.lower() == repo.split("/")[-1]
+        ):
             return spec
-    raise SpecError(
-        f"{folder}: no adapter spec for pipeline {index.get('_class_name')} with text width {width}; "
-        "write one (see adapters/zeroscope.toml) and pass it with --adapter PATH.toml"
-    )
+    default = FOLDER_DEFAULTS.get(class_name)
+    return candidates.get(default) or next(iter(candidates.values()))
 
 
 def resolve_spec(
@@ -305,6 +329,43 @@ def call_settings(pipe) -> dict:
     return {}
 
 
+def motion_adapter_folder(source: str | os.PathLike[str]) -> Path:
+    """A MotionAdapter's folder: `source` itself, or its repo's snapshot in the local HF cache."""
+    folder = Path(source)
+    if folder.is_dir():
+        if not (folder / "config.json").exists():
+            raise ModelNotFoundError(
+                f"--motion-adapter {folder}: no config.json there; pass a diffusers MotionAdapter folder"
+            )
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(source), local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise ModelNotFoundError(
+            f"motion adapter {source}: not a folder and not in the local Hugging Face cache; run "
+            f"`hf download {source}` on a machine with network, or pass --motion-adapter DIR"
+        ) from None
+
+
+def load_motion_adapter(source: str | os.PathLike[str], dtype: torch.dtype):
+    from diffusers import MotionAdapter
+
+    return MotionAdapter.from_pretrained(motion_adapter_folder(source), dtype=dtype, local_files_only=True)
+
+
+def _clip_skip_shim(pipe) -> None:
+    """diffusers 0.42's clip_skip path (I2VGen-XL's default clip_skip=1 = the penultimate layer, and
+    AnimateDiff's clip_skip) reads `text_encoder.text_model.final_layer_norm`, the transformers 4
+    layout; transformers 5's CLIPTextModel holds `final_layer_norm` itself. Point `text_model` at the
+    model (a plain attribute, not a registered submodule, so weights and state dicts are unchanged)."""
+    encoder = getattr(pipe, "text_encoder", None)
+    if encoder is not None and not hasattr(encoder, "text_model") and hasattr(encoder, "final_layer_norm"):
+        object.__setattr__(encoder, "text_model", encoder)
+
+
 def load_pipeline(
     name_or_path: str | os.PathLike[str],
     device: str | torch.device | None = "auto",
@@ -316,6 +377,7 @@ def load_pipeline(
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    motion_adapter: str | os.PathLike[str] | None = None,
 ):
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
     folder, or spec file. The pipeline remembers its spec for `attach`.
@@ -323,23 +385,38 @@ def load_pipeline(
     `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
     settings are in `pipe.reneg_memory`. `pipe.reneg_call` holds the call arguments the loaded model needs
-    (`call_settings`), which `reneg_video.models.generate.generate` passes on."""
+    (`call_settings`), which `reneg_video.models.generate.generate` passes on. `motion_adapter` (AnimateDiff):
+    a MotionAdapter folder or Hugging Face repo replacing the spec's default adapter (a stand-in's default is
+    the one built with it)."""
     spec, folder = resolve_model(name_or_path, model_path, adapter)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, spec, device)
+    extra = {}
+    adapter_source = motion_adapter or (None if spec.standin else spec.motion_adapter)
+    if adapter_source is not None:
+        extra["motion_adapter"] = load_motion_adapter(adapter_source, torch_dtype)
     with _quiet_expected_pickle_notices():
         if folder.is_file():
             base = single_file_base(spec, name_or_path, folder)
             pipe = _load_single_file(spec, folder, base, _is_folder(name_or_path), torch_dtype)
         else:
-            pipe = pipeline_class(spec).from_pretrained(folder, dtype=torch_dtype, local_files_only=True)
+            pipe = pipeline_class(spec).from_pretrained(
+                folder, dtype=torch_dtype, local_files_only=True, **extra
+            )
+    if extra and hasattr(pipe.unet, "load_motion_modules"):
+        # A folder saved with its UNetMotionModel (a stand-in, a saved AnimateDiff pipeline) keeps its
+        # own motion layers unless told: load the given adapter's into it.
+        pipe.unet.load_motion_modules(extra["motion_adapter"])
     if spec.defaults.scheduler and type(pipe.scheduler).__name__ != spec.defaults.scheduler:
         import diffusers
 
         scheduler_cls = getattr(diffusers, spec.defaults.scheduler)
         pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    _clip_skip_shim(pipe)
     pipe.reneg_spec = spec
     pipe.reneg_folder = folder
+    if spec.vae_tiling_required:
+        pipe.vae.enable_tiling()
     # What `generate` adds to every call for this model; the spec's own call_kwargs win over it.
     pipe.reneg_call = call_settings(pipe)
     if pipe.reneg_call:
@@ -355,6 +432,9 @@ def load_pipeline(
     # Before `.to(device)`: CPU offload (CUDA) places the models itself and auto reads the free memory
     # before the weights occupy it.
     settings = apply_memory_preset(pipe, memory, device=device, **size)
+    if spec.vae_tiling_required and not settings.get("vae_tiling"):
+        pipe.vae.enable_tiling()  # this VAE cannot decode untiled
+        settings["vae_tiling"] = "required by the model"
     if settings["cpu_offload"] not in OFFLOAD_MODES:
         pipe.to(device)
     return pipe

@@ -76,14 +76,14 @@ def clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_TOKENS)
 
 
-def t5_tokenizer():
+def t5_tokenizer(max_length: int = LTX_T5_TOKENS):
     """A character-level T5 (unigram) tokenizer: pad 0, eos 1, unk 2, as in T5's real vocabulary."""
     from transformers import T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(chr(c), -3.0) for c in range(ord("!"), ord("~") + 1)]
     pieces += [("\u2581" + chr(c), -2.5) for c in range(ord("a"), ord("z") + 1)]
-    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=LTX_T5_TOKENS)
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
 # --- text encoders: one per family, seeded by the family name --------------------------------------
@@ -212,14 +212,11 @@ def build_stable_diffusion(spec: AdapterSpec):
 
 
 def build_ltx(spec: AdapterSpec):
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXPipeline,
-        LTXVideoTransformer3DModel,
-    )
+    """LTXPipeline (0.9.0/0.9.1, 128 tokens) and LTXConditionPipeline (0.9.5+, 256 tokens): same parts."""
+    import diffusers
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
-    tokenizer = t5_tokenizer()
+    tokenizer = t5_tokenizer(spec.tokens)
     encoder = text_encoder(spec.family, len(tokenizer))
     _seed(spec.name + "/transformer")
     transformer = LTXVideoTransformer3DModel(
@@ -253,7 +250,7 @@ def build_ltx(spec: AdapterSpec):
         encoder_causal=True,
         decoder_causal=False,
     )
-    return LTXPipeline(
+    return getattr(diffusers, spec.pipeline)(
         scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=vae,
         text_encoder=encoder,
@@ -316,10 +313,256 @@ def build_videocrafter2(spec: AdapterSpec):
     )
 
 
+def _t5_parts(spec: AdapterSpec):
+    tokenizer = t5_tokenizer(spec.tokens)
+    return tokenizer, text_encoder(spec.family, len(tokenizer))
+
+
+def build_cogvideox(spec: AdapterSpec):
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline
+    from diffusers import CogVideoXTransformer3DModel as Transformer
+
+    tokenizer, encoder = _t5_parts(spec)
+    _seed(spec.name + "/transformer")
+    # CogVideoX-2B: sinusoidal positions; 5B: rotary positions (their transformer configs).
+    rotary = spec.name.endswith("-5b")
+    transformer = Transformer(
+        num_attention_heads=2,
+        attention_head_dim=16,  # the 3-D rotary split (t, h, w) = (4, 6, 6) needs even parts
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=8,
+        text_embed_dim=spec.family.width,
+        num_layers=1,
+        sample_width=4,
+        sample_height=4,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=spec.tokens,
+        use_rotary_positional_embeddings=rotary,
+    )
+    _seed(spec.name + "/vae")
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8),  # four levels: the real 8x spatial, 4x temporal compression
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    # The released schedulers: CogVideoXDDIM, v-prediction, scaled_linear 0.00085..0.012, zero-SNR.
+    scheduler = CogVideoXDDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        clip_sample=False,
+        set_alpha_to_one=True,
+        snr_shift_scale=1.0 if rotary else 3.0,
+        timestep_spacing="trailing",
+    )
+    return CogVideoXPipeline(
+        tokenizer=tokenizer, text_encoder=encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+
+
+def build_mochi(spec: AdapterSpec):
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline
+    from diffusers import MochiTransformer3DModel as Transformer
+
+    tokenizer, encoder = _t5_parts(spec)
+    _seed(spec.name + "/transformer")
+    transformer = Transformer(
+        patch_size=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=1,
+        pooled_projection_dim=16,
+        in_channels=12,
+        text_embed_dim=spec.family.width,
+        time_embed_dim=4,
+        max_sequence_length=spec.tokens,
+    )
+    _seed(spec.name + "/vae")
+    vae = AutoencoderKLMochi(
+        latent_channels=12,
+        out_channels=3,
+        encoder_block_out_channels=(32, 32, 32, 32),  # its GroupNorms have 32 groups
+        decoder_block_out_channels=(32, 32, 32, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+        add_attention_block=(False,) * 5,
+    )
+    return MochiPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+    )
+
+
+def build_latte(spec: AdapterSpec):
+    from diffusers import LattePipeline, LatteTransformer3DModel
+
+    tokenizer, encoder = _t5_parts(spec)
+    _seed(spec.name + "/transformer")
+    transformer = LatteTransformer3DModel(
+        sample_size=8,
+        num_layers=1,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        caption_channels=spec.family.width,
+        in_channels=4,
+        cross_attention_dim=16,
+        out_channels=8,  # learned sigma, as Latte-1
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        video_length=spec.defaults.frames,  # Latte's temporal positions are fixed to its 16 frames
+    )
+    return LattePipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        vae=_sd_vae(spec.name + "/vae"),
+        transformer=transformer,
+        scheduler=_ddim(),
+    )
+
+
+# Allegro's VAE decodes only in tiles of 24 frames x sample_size^2 pixels with overlaps fixed at
+# 8 frames and 120/80 pixels (AutoencoderKLAllegro), so its tile must exceed 120 px: 128.
+ALLEGRO_TILE = 128
+
+
+def build_allegro(spec: AdapterSpec):
+    from diffusers import AllegroPipeline, AllegroTransformer3DModel, AutoencoderKLAllegro
+
+    tokenizer, encoder = _t5_parts(spec)
+    _seed(spec.name + "/transformer")
+    transformer = AllegroTransformer3DModel(
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        cross_attention_dim=24,
+        sample_width=16,
+        sample_height=16,
+        sample_frames=6,
+        caption_channels=spec.family.width,
+    )
+    _seed(spec.name + "/vae")
+    vae = AutoencoderKLAllegro(
+        block_out_channels=(8, 8, 8, 8),  # four levels: the real 8x spatial, 4x temporal compression
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=2,
+        temporal_compression_ratio=4,
+        sample_size=ALLEGRO_TILE,
+    )
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    # Allegro ships an EulerAncestralDiscreteScheduler; the stand-in keeps its class with default betas.
+    return AllegroPipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=EulerAncestralDiscreteScheduler(),
+    )
+
+
+def tiny_motion_adapter(seed_name: str):
+    """A MotionAdapter matching the AnimateDiff stand-in's UNet (same block widths and depth)."""
+    from diffusers import MotionAdapter
+
+    _seed(seed_name)
+    return MotionAdapter(
+        block_out_channels=TINY_UNET["block_out_channels"],
+        motion_layers_per_block=TINY_UNET["layers_per_block"],
+        motion_norm_num_groups=TINY_UNET["norm_num_groups"],
+        motion_num_attention_heads=2,
+    )
+
+
+def build_animatediff(spec: AdapterSpec):
+    """An SD1.5-style base (CLIP-L text, 2-D UNet) plus a MotionAdapter, as AnimateDiff is shipped."""
+    from diffusers import AnimateDiffPipeline, UNet2DConditionModel
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = UNet2DConditionModel(
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=spec.family.width,
+        **TINY_UNET,
+    )
+    return AnimateDiffPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,  # the pipeline builds its UNetMotionModel from this UNet and the adapter
+        motion_adapter=tiny_motion_adapter(spec.name + "/motion"),
+        scheduler=_ddim(),
+    )
+
+
+def build_i2vgen_xl(spec: AdapterSpec):
+    """I2VGen-XL: OpenCLIP-H text and a CLIP vision tower whose projection feeds the UNet's context."""
+    from diffusers import I2VGenXLPipeline, I2VGenXLUNet
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tokenizer, encoder = _clip_parts(spec)
+    _seed(spec.name + "/unet")
+    unet = I2VGenXLUNet(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=spec.family.width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    _seed(spec.name + "/image-encoder")
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=spec.family.width,  # its image embedding joins the 1024-wide text context
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            intermediate_size=64,
+            patch_size=8,
+        )
+    ).eval()
+    return I2VGenXLPipeline(
+        vae=_sd_vae(spec.name + "/vae"),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        unet=unet,
+        scheduler=_ddim(),
+    )
+
+
 BUILDERS: dict[str, Callable[[AdapterSpec], object]] = {
     "TextToVideoSDPipeline": build_text_to_video_sd,
     "StableDiffusionPipeline": build_stable_diffusion,
     "LTXPipeline": build_ltx,
+    "LTXConditionPipeline": build_ltx,
+    "CogVideoXPipeline": build_cogvideox,
+    "MochiPipeline": build_mochi,
+    "LattePipeline": build_latte,
+    "AnimateDiffPipeline": build_animatediff,
+    "AllegroPipeline": build_allegro,
+    "I2VGenXLPipeline": build_i2vgen_xl,
     "PixArtAlphaPipeline": build_pixart_alpha,
     "reneg_video.models.videocrafter2.pipeline:VideoCrafter2Pipeline": build_videocrafter2,
 }

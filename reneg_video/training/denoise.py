@@ -174,3 +174,206 @@ class Backbone:
         images = (images / 2 + 0.5).clamp(0, 1)
         counts = [len(idx) for idx in frames]
         return list(images.split(counts))
+
+
+# --- backbones of video models with their own latent layouts and samplers ---------------------------------
+
+
+class _Step:
+    """What `Backbone.step` returns: the next latents and the one-step x0 prediction."""
+
+    def __init__(self, prev_sample: torch.Tensor, pred_original_sample: torch.Tensor) -> None:
+        self.prev_sample, self.pred_original_sample = prev_sample, pred_original_sample
+
+
+def _cfg(out: torch.Tensor, guidance: float) -> torch.Tensor:
+    uncond, cond = out.float().chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+def _freeze(backbone, config: TrainConfig) -> None:
+    pipe = backbone.pipe
+    for module in (pipe.vae, pipe.text_encoder, backbone.denoiser):
+        module.requires_grad_(False)
+        module.eval()
+    if config.gradient_checkpointing:
+        backbone.denoiser.enable_gradient_checkpointing()
+
+
+def _sizes(backbone, spec, config: TrainConfig) -> None:
+    d = spec.defaults
+    backbone.guidance = d.guidance if config.guidance is None else config.guidance
+    backbone.height = config.height or d.height
+    backbone.width = config.width or d.width
+    backbone.frames = config.frames or d.frames
+    backbone.frame_select = config.frame_select
+    backbone.video = True
+
+
+def _pick_frames(video: torch.Tensor, frames: list[list[int]]) -> list[torch.Tensor]:
+    """[B, 3, F, H, W] in [-1, 1] -> per sample [F', 3, H, W] in [0, 1]: a 3-D VAE decodes whole videos
+    (its time axis is compressed), so the reward's frame subset is picked after decoding."""
+    video = (video.float() / 2 + 0.5).clamp(0, 1)
+    return [rearrange(video[i, :, idx], "c f h w -> f c h w") for i, idx in enumerate(frames)]
+
+
+class AnimateDiffBackbone(Backbone):
+    """AnimateDiff: an SD1.5 UNet with motion modules, epsilon prediction, sampled with DDIM (its own
+    examples' scheduler). Its UNet takes the text context once per frame, as AnimateDiffPipeline
+    repeats it; the SD VAE decodes frame by frame, so only the reward's frames are decoded."""
+
+    def guided(self, latents, t, neg, neg_mask, pos, pos_mask) -> torch.Tensor:
+        b = latents.shape[0]
+        context = torch.cat([neg.expand(b, -1, -1).to(pos.dtype), pos])
+        context = context.repeat_interleave(self.frames, dim=0)  # [(2B F), T, D]
+        model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        return _cfg(self.denoiser(model_in, t, encoder_hidden_states=context).sample, self.guidance)
+
+
+class LTXBackbone(Backbone):
+    """LTX-Video (LTXPipeline): rectified flow. The transformer predicts a velocity v on packed latent
+    tokens; a step of the pipeline's own sampler (flow-match Euler, sigmas 1 .. 1/N with LTX's
+    resolution-dependent shift) is x_next = x + (sigma_next - sigma) v, and the one-step x0 prediction
+    is x - sigma v. DDIM does not apply to a flow model, so the trainer runs this sampler; the gradient
+    step is still one of the last `grad_step_max` steps. Decoding: denormalised latents through the
+    causal 3-D VAE (whole video, with 0.9.1+'s decode timestep 0.05 where the VAE is conditioned)."""
+
+    def __init__(self, pipe, spec, config: TrainConfig, device: torch.device) -> None:
+        import numpy as np
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        self.pipe, self.spec, self.device = pipe, spec, device
+        self.denoiser = pipe.transformer
+        _sizes(self, spec, config)
+        s, ts = pipe.vae_spatial_compression_ratio, pipe.vae_temporal_compression_ratio
+        self.latent_thw = ((self.frames - 1) // ts + 1, self.height // s, self.width // s)
+        self.latent_shape = (self.denoiser.config.in_channels, *self.latent_thw)
+        # LTXPipeline passes (temporal ratio / frame rate, spatial, spatial) to its rotary positions.
+        self.rope_scale = (ts / spec.defaults.fps, s, s)
+        self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        n = config.sampling_steps
+        sigmas = np.linspace(1.0, 1.0 / n, n)
+        mu = None
+        if self.scheduler.config.get("use_dynamic_shifting"):
+            from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
+
+            c = self.scheduler.config
+            tokens = int(np.prod(self.latent_thw))
+            mu = calculate_shift(tokens, c.base_image_seq_len, c.max_image_seq_len, c.base_shift, c.max_shift)
+        self.scheduler.set_timesteps(sigmas=sigmas, mu=mu, device=device)
+        _freeze(self, config)
+
+    def noise(self, indices: list[int], seed: int) -> torch.Tensor:
+        rows = [torch.randn(self.latent_shape, generator=generator_for(seed, i)) for i in indices]
+        return torch.stack(rows).to(self.device)  # flow matching starts from unit noise (sigma 1)
+
+    def guided(self, latents, t, neg, neg_mask, pos, pos_mask) -> torch.Tensor:
+        pipe, b = self.pipe, latents.shape[0]
+        p, pt = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        context = torch.cat([neg.expand(b, -1, -1).to(pos.dtype), pos])
+        mask = torch.cat([neg_mask.expand(b, -1), pos_mask]).to(self.device)
+        packed = pipe._pack_latents(torch.cat([latents, latents]), p, pt)
+        velocity = self.denoiser(
+            hidden_states=packed,
+            encoder_hidden_states=context,
+            timestep=t.expand(2 * b),
+            encoder_attention_mask=mask,
+            num_frames=self.latent_thw[0],
+            height=self.latent_thw[1],
+            width=self.latent_thw[2],
+            rope_interpolation_scale=self.rope_scale,
+            return_dict=False,
+        )[0]
+        return _cfg(pipe._unpack_latents(velocity, *self.latent_thw, p, pt), self.guidance)
+
+    def step(self, noise_pred, t, latents):
+        i = int((self.scheduler.timesteps == t).nonzero()[0])
+        sigma, sigma_next = self.scheduler.sigmas[i], self.scheduler.sigmas[i + 1]
+        return _Step(latents + (sigma_next - sigma) * noise_pred, latents - sigma * noise_pred)
+
+    def decode(self, latents: torch.Tensor, frames: list[list[int]]) -> list[torch.Tensor]:
+        vae = self.pipe.vae
+        z = self.pipe._denormalize_latents(
+            latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor
+        )
+        temb = None
+        if vae.config.timestep_conditioning:
+            # LTX 0.9.1+ model cards: decode_timestep 0.05 (the pipeline's decode noise is left out: no
+            # randomness inside the differentiable decode).
+            temb = torch.full((z.shape[0],), 0.05, device=z.device, dtype=z.dtype)
+        return _pick_frames(vae.decode(z.to(vae.dtype), temb, return_dict=False)[0], frames)
+
+
+class CogVideoXBackbone(Backbone):
+    """CogVideoX: v-prediction with the pipeline's own CogVideoXDDIMScheduler (not diffusers' DDIM: its
+    `snr_shift_scale` rescales the noise schedule the model was trained on; its step is DDIM's, and
+    gives x0 in one step). Latents are [B, F', C, h, w]; T5 runs unmasked at 226 tokens and no mask
+    reaches the transformer. Guidance is constant (the 5B card's dynamic CFG is a sampling option).
+    The 3-D VAE decodes whole videos; the reward's frames are picked after."""
+
+    def __init__(self, pipe, spec, config: TrainConfig, device: torch.device) -> None:
+        self.pipe, self.spec, self.device = pipe, spec, device
+        self.denoiser = pipe.transformer
+        _sizes(self, spec, config)
+        s, ts = pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal
+        self.latent_fhw = ((self.frames - 1) // ts + 1, self.height // s, self.width // s)
+        f, h, w = self.latent_fhw
+        self.latent_shape = (f, self.denoiser.config.in_channels, h, w)
+        self.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        self.scheduler.set_timesteps(config.sampling_steps, device=device)
+        _freeze(self, config)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        embeds, _ = self.pipe.encode_prompt(
+            prompts,
+            do_classifier_free_guidance=False,
+            device=self.device,
+            max_sequence_length=self.spec.tokens,
+        )
+        return embeds.float(), None
+
+    def guided(self, latents, t, neg, neg_mask, pos, pos_mask) -> torch.Tensor:
+        b = latents.shape[0]
+        context = torch.cat([neg.expand(b, -1, -1).to(pos.dtype), pos])
+        model_in = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        rotary = None
+        if self.denoiser.config.use_rotary_positional_embeddings:
+            rotary = self.pipe._prepare_rotary_positional_embeddings(
+                self.height, self.width, self.latent_fhw[0], self.device
+            )
+        out = self.denoiser(
+            hidden_states=model_in,
+            encoder_hidden_states=context,
+            timestep=t.expand(2 * b),
+            image_rotary_emb=rotary,
+            return_dict=False,
+        )[0]
+        return _cfg(out, self.guidance)
+
+    def decode(self, latents: torch.Tensor, frames: list[list[int]]) -> list[torch.Tensor]:
+        vae = self.pipe.vae
+        z = rearrange(latents, "b f c h w -> b c f h w") / vae.config.scaling_factor
+        return _pick_frames(vae.decode(z.to(vae.dtype)).sample, frames)
+
+
+# Pipelines with a backbone of their own (the others use `Backbone`, DDIM on a UNet or PixArt).
+VIDEO_BACKBONES: dict[str, type[Backbone]] = {
+    "AnimateDiffPipeline": AnimateDiffBackbone,
+    "LTXPipeline": LTXBackbone,
+    "CogVideoXPipeline": CogVideoXBackbone,
+}
+# Per-sample refinement passes its latents back into the diffusers pipeline, which only these take as
+# the trainer holds them (LTX packs its latents, CogVideoX orders them frames-first).
+REFINABLE_PIPELINES = TRAINABLE_PIPELINES
+TRAINABLE_PIPELINES = TRAINABLE_PIPELINES + tuple(VIDEO_BACKBONES)
+
+
+def make_backbone(pipe, spec, config: TrainConfig, device: torch.device) -> Backbone:
+    """The backbone for this pipeline: its own sampler and latent layout where it has one."""
+    if spec.pipeline not in TRAINABLE_PIPELINES:
+        raise UsageError(
+            f"--model {spec.name}: training on {spec.pipeline} is not supported yet; expected a model using "
+            f"{', '.join(TRAINABLE_PIPELINES)}"
+        )
+    return VIDEO_BACKBONES.get(spec.pipeline, Backbone)(pipe, spec, config, device)

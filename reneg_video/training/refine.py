@@ -24,7 +24,7 @@ from ..core.encoders import match_tokens
 from ..core.errors import UsageError
 from ..core.settings import Settings
 from .config import TrainConfig
-from .denoise import TRAINABLE_PIPELINES, Backbone, draw_grad_step
+from .denoise import REFINABLE_PIPELINES, Backbone, draw_grad_step
 from .trainer import REFL_MARGIN
 
 # ReNeg per-sample stage (FACTS.md summary of the paper): at most 10 steps, patience 3.
@@ -55,9 +55,9 @@ class Refined:
 
 
 def backbone_for(pipe, spec, settings: Settings) -> Backbone:
-    if spec.pipeline not in TRAINABLE_PIPELINES:
+    if spec.pipeline not in REFINABLE_PIPELINES:
         raise UsageError(
-            f"--model {spec.name}: per-sample refinement needs {', '.join(TRAINABLE_PIPELINES)}; "
+            f"--model {spec.name}: per-sample refinement needs {', '.join(REFINABLE_PIPELINES)}; "
             f"{spec.pipeline} is not supported yet"
         )
     config = TrainConfig(

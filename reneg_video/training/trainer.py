@@ -31,7 +31,13 @@ from ..core.embedding import NegativeEmbedding, load_embedding
 from ..core.encoders import check_family, match_tokens
 from ..core.errors import UsageError
 from .config import TrainConfig
-from .denoise import TRAINABLE_PIPELINES, Backbone, NegativeParameter, draw_grad_step, generator_for
+from .denoise import (
+    TRAINABLE_PIPELINES,
+    NegativeParameter,
+    draw_grad_step,
+    generator_for,
+    make_backbone,
+)
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "state.pt"
@@ -92,7 +98,7 @@ class Trainer:
         device = self.accelerator.device
         pipe = load_pipeline(config.model, device=device, dtype=torch.float32, model_path=config.model_path)
         pipe.set_progress_bar_config(disable=True)
-        self.backbone = Backbone(pipe, self.spec, config, device)
+        self.backbone = make_backbone(pipe, self.spec, config, device)
         init, self.neg_mask = self._initial_embedding(init_file)
         self.initial = init.clone()
         self.model = NegativeParameter(init)
@@ -148,6 +154,11 @@ class Trainer:
     def _initial_embedding(self, init_file: NegativeEmbedding | None):
         spec = self.spec
         if init_file is not None:
+            if not spec.mask and init_file.mask is not None:
+                # An unmasked T5 model (CogVideoX): every row is trained, starting from the spec's fill.
+                from ..core.inject import negative_rows
+
+                return negative_rows(self.backbone.pipe, init_file, spec)
             tensor, mask = match_tokens(init_file.tensor, init_file.mask, spec.tokens, init_file.source)
             return tensor, mask
         if self.config.init.startswith("prompt:"):
