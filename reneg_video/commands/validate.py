@@ -22,7 +22,7 @@ import numpy as np
 from ..core.errors import ReNegError, UsageError
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
 from ..rewards.frames import frame_scores
-from .common import Parser, prompts_from_args
+from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 ARMS = ("null", "handcrafted", "reneg")
 # Percentile bootstrap over prompts: resamples and the interval's coverage.
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="tiny-* models and rewards are stand-ins with random weights: their reports are noise, for "
         "tests and demos only.\nexample: reneg-validate --model tiny-zeroscope --neg ../shared/reneg/"
         "sd2.1_reneg_emb.bin --prompts-file ../shared/prompts/reno_example_prompts.txt --max-prompts 3 "
-        "--seeds 2 --reward tiny-imagereward --out samples/out/validate",
+        "--seeds 2 --reward tiny-imagereward --out samples/out/validate\n\n" + SPEED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="model name (see reneg-video --list-models)")
@@ -81,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=kind, help=f"{name} (default: the model spec's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    add_speed_option(p)
     return p
 
 
 def run(argv: list[str] | None = None) -> dict:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
+    from ..core.speed import check_speed
     from ..models.generate import settings_for
     from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
@@ -117,6 +119,7 @@ def run(argv: list[str] | None = None) -> dict:
     handcrafted = (
         PAPER_NEGATIVE_PROMPT if args.negative_prompt == PAPER_NEGATIVE_ALIAS else args.negative_prompt
     )
+    check_speed(args.speed)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
     folder = model_folder(spec, args.model_path)
@@ -137,7 +140,12 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
 
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: the report is noise", file=sys.stderr)
-    pipe = load_pipeline(folder, device, dtype, adapter=spec.source)
+    from ..core.speed import describe_speed, scaled_steps
+
+    pipe = load_pipeline(folder, device, dtype, adapter=spec.source, speed=args.speed)
+    steps = scaled_steps(settings.steps, pipe.reneg_speed)
+    print(f"speed: {describe_speed(pipe.reneg_speed)} steps={settings.steps}->{steps}", file=sys.stderr)
+    settings = replace(settings, steps=steps)
     pipe.set_progress_bar_config(disable=True)
     attach(pipe, neg, spec)
     reward = load_reward_spec(args.reward, device=device)
@@ -172,6 +180,7 @@ def _validate(spec, folder, device, dtype, neg, handcrafted, prompts, settings, 
             rows.append(row)
         bar.close()
         report = _summary(spec, neg, reward, handcrafted, settings, args, rows)
+        report["speed"] = pipe.reneg_speed
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "index.html").write_text(_html(report))
     return report

@@ -20,7 +20,7 @@ from ..core.export import GIF_MAX_FPS
 from ..core.memory import PRESET_HELP
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
 from ..rewards.frames import frame_scores
-from .common import Parser, prompts_from_args
+from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.items())
 
@@ -50,6 +50,8 @@ examples:
 
 memory presets (--memory; effective settings are logged on stderr and written to --json):
 {MEMORY_HELP}
+
+{SPEED_EPILOG}
 
 exit codes: 0 success, 2 bad input (nothing written), 1 internal error.
 """
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRESET",
         help="memory preset: auto (default), off, balanced, low, minimal (see 'memory presets' below)",
     )
+    add_speed_option(g)
     n = p.add_argument_group("negative")
     n.add_argument(
         "--neg", metavar="PATH", help="negative embedding file (.bin released format or .safetensors)"
@@ -186,6 +189,7 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
     from ..core.memory import check_preset
+    from ..core.speed import check_speed
     from ..models.generate import settings_for
     from ..models.pipeline import model_folder, resolve_device, resolve_dtype, resolve_spec
 
@@ -225,6 +229,7 @@ def run(argv: list[str] | None = None) -> int:
             raise UsageError(f"--json {json_path}: expected a path ending in .json")
         check_destination(json_path.with_suffix(".mp4"))  # same folder checks
     check_preset(args.memory)
+    check_speed(args.speed)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
     folder = model_folder(spec, args.model_path)
@@ -306,6 +311,15 @@ def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
     return best
 
 
+def _speed_settings(pipe, settings):
+    """The settings under the pipeline's speed preset (its step count), logged in one line with the preset."""
+    from ..core.speed import describe_speed, scaled_steps
+
+    steps = scaled_steps(settings.steps, pipe.reneg_speed)
+    print(f"speed: {describe_speed(pipe.reneg_speed)} steps={settings.steps}->{steps}", file=sys.stderr)
+    return replace(settings, steps=steps)
+
+
 def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -331,8 +345,10 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         frames=settings.frames,
         height=settings.height,
         width=settings.width,
+        speed=args.speed,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
+    settings = run.settings = _speed_settings(pipe, settings)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -379,13 +395,11 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         )
         records.append(record)
     if args.json:
-        _write_json(
-            args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory
-        )
+        _write_json(args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe)
     return 0
 
 
-def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, memory) -> None:
+def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, records, pipe) -> None:
     from ..core.atomic import atomic_path
 
     summary = {
@@ -405,7 +419,8 @@ def _write_json(path, spec, neg, negative_prompt, settings, device, dtype, recor
         "settings": settings.as_dict(),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "memory": memory,
+        "memory": pipe.reneg_memory,
+        "speed": pipe.reneg_speed,
         "videos": records,
     }
     with atomic_path(path) as tmp:

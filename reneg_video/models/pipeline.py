@@ -122,14 +122,20 @@ def load_pipeline(
     frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    speed: str | None = None,
 ):
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
     folder, or spec file. The pipeline remembers its spec for `attach`.
 
     `memory` (None = diffusers defaults, untouched): a preset of `reneg_video.core.memory` (auto, off, balanced,
     low, minimal) applied for videos of `frames` x `height` x `width` (default: the spec's); the effective
-    settings are in `pipe.reneg_memory`."""
+    settings are in `pipe.reneg_memory`. `speed` (None = untouched): off, fast, fastest of
+    `reneg_video.core.speed`, effective settings in `pipe.reneg_speed` (run `scaled_steps` of them)."""
     spec = resolve_spec(name_or_path, adapter)
+    if speed is not None:
+        from ..core.speed import check_speed
+
+        check_speed(speed)
     if model_path is None and Path(name_or_path).is_dir():
         model_path = name_or_path
     device = resolve_device(device)
@@ -144,7 +150,7 @@ def load_pipeline(
     pipe.reneg_spec = spec
     if memory is None:
         pipe.to(device)
-        return pipe
+        return _with_speed(pipe, speed, device)
     from ..core.memory import OFFLOAD_MODES, apply_memory_preset, check_preset
 
     check_preset(memory)
@@ -155,4 +161,13 @@ def load_pipeline(
     settings = apply_memory_preset(pipe, memory, device=device, **size)
     if settings["cpu_offload"] not in OFFLOAD_MODES:
         pipe.to(device)
+    return _with_speed(pipe, speed, device)
+
+
+def _with_speed(pipe, speed: str | None, device: torch.device):
+    """The speed preset last: regional compilation wants the weights already on the device."""
+    if speed is not None:
+        from ..core.speed import apply_speed_preset
+
+        apply_speed_preset(pipe, speed, device=device)
     return pipe
