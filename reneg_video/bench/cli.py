@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REWARD",
         help="reward of the speed_quality row (default tiny-imagereward: noise; e.g. shapes-reward)",
     )
+    p.add_argument("--speed-seeds", type=int, default=8, metavar="N", help="seeds of the speed_quality row")
     p.add_argument("--_arm", help=argparse.SUPPRESS)
     p.add_argument("--_params", help=argparse.SUPPRESS)
     return p
@@ -91,6 +92,10 @@ def run(argv: list[str] | None = None) -> int:
     if args._arm:
         print(json.dumps(ARMS[args._arm](json.loads(args._params))))
         return 0
+    if args.speed_seeds < 2:
+        raise UsageError(
+            f"--speed-seeds {args.speed_seeds}: expected at least 2 (an interval needs 2 samples)"
+        )
     for name in args.only:
         if name not in CPU_ROWS:
             raise UsageError(f"--only {name!r}: unknown row; expected one of {', '.join(CPU_ROWS)}")
@@ -122,7 +127,7 @@ def run(argv: list[str] | None = None) -> int:
         elif name == "speed_fast_time":
             rows.append(row_speed_fast(args.quick, args.speed_model))
         elif name == "speed_quality":
-            rows.append(row_speed_quality(args.quick, args.speed_model, args.speed_reward))
+            rows.append(row_speed_quality(args.quick, args.speed_model, args.speed_reward, args.speed_seeds))
     if args.gpu:
         rows += gpu_rows(args.quick)
     seconds = time.perf_counter() - started

@@ -330,9 +330,11 @@ def measure_speed_quality(
     return report
 
 
-def row_speed_quality(quick: bool, model: str = SPEED_MODEL, reward: str = "tiny-imagereward") -> Row:
+def row_speed_quality(
+    quick: bool, model: str = SPEED_MODEL, reward: str = "tiny-imagereward", seeds: int = 8
+) -> Row:
     """The quality cost of fast/fastest vs off as a row (no ratio: the figures are in the note and extra)."""
-    seeds, frames, size, steps = (2, 2, 32, 4) if quick else (8, 8, 64, SPEED_STEPS)
+    seeds, frames, size, steps = (2, 2, 32, 4) if quick else (seeds, 8, 64, SPEED_STEPS)
     report = measure_speed_quality(model, reward, seeds=seeds, steps=steps, frames=frames, size=size)
     parts = []
     for name in ("fast", "fastest"):
