@@ -1,5 +1,5 @@
 """`python -m reneg_video.bench [--json PATH] [--gpu] [--quick] [--only NAME] [--plot PNG] [--speed-model NAME]
-[--speed-reward REWARD]`: ours vs baseline.
+[--speed-reward REWARD] [--speed-seeds N]`: ours vs baseline.
 
 Every row pairs our way with a baseline, measured ALTERNATELY (ours, baseline, ours, baseline, ...) in one
 run, repeated, and reports medians: other load on a shared machine hits both arms alike. ratio = ours /
@@ -17,7 +17,8 @@ CPU rows (goals from issue 6):
 - vae_decode_peak_memory: the SD VAE architecture (random weights) decoding 8 frames of 256x256, preset
   `low` vs `off`: peak memory, goal <= 0.5. The other presets are measured too, for the plot.
 - frame_scoring_time: 16 frames, `reneg_video.rewards` ImageReward vs image-reward 1.5's loop, through the
-  reward branch's `scripts/parity_imagereward.py` (which builds the reference in a side dir): goal <= 1.0.
+  reward branch's `scripts/parity_imagereward.py` (which builds the reference in a side dir): goal <= 0.5
+  (issue 15). frame_scoring_time_bfloat16: ours under `torch.autocast(bfloat16)` in the same run, same goal.
   "not available" when `reneg_video.rewards` or that script or its inputs are absent.
 - speed_fast_time: `--speed fast` vs `off` (issue 15) on `--speed-model` (tiny-zeroscope: DPM-Solver++ 2M at half
   of 16 steps vs DDIM at 16), same prompt and seed: time, goal <= 1/1.5.
