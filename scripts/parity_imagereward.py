@@ -15,6 +15,8 @@ Both sides run under `torch.inference_mode`, are warmed up on two frames first, 
 median of `--repeats` calls on all frames, interleaved (reference, ours, reference, ours, ...) so that
 other load on the machine hits both alike; the reference stays alive in its subprocess meanwhile. The reference loops image by image (`inference_rank`), ours
 batches. Both tokenise with a BertTokenizer built from the same generated vocab.txt (no download).
+`--autocast bfloat16` adds a third interleaved arm: ours under `torch.autocast` (the `autocast=` option of
+`load_reward("imagereward", ...)`), with its own time and largest per-frame difference.
 
 The reference needs torchvision (its transforms). The registry's torchvision wheels are built against a
 CUDA torch and fail to register their detection operators beside the CPU torch here; the child stubs
@@ -233,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=3, help="timed calls per side, interleaved; the median counts"
     )
     parser.add_argument("--batch-size", type=int, default=8, help="our batch size")
+    parser.add_argument(
+        "--autocast",
+        choices=("bfloat16", "float16"),
+        help="also time ours under torch.autocast in this dtype, as a third interleaved arm",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and frames")
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -278,18 +285,28 @@ def main(argv: list[str] | None = None) -> int:
                 image.load()
             reference.call("warmup")
             ours.score_frames(images[:WARMUP_FRAMES], args.prompt)
-            # Interleaved, so that load from other jobs on the machine hits both sides alike.
-            ref_times, our_times = [], []
+            if args.autocast:
+                ours.autocast = args.autocast
+                ours.score_frames(images[:WARMUP_FRAMES], args.prompt)
+                ours.autocast = None
+            # Interleaved, so that load from other jobs on the machine hits every arm alike.
+            ref_times, our_times, cast_times = [], [], []
+            cast_scores = None
             for repeat in range(args.repeats):
                 ref_reply = reference.call("time")
                 start = time.perf_counter()
                 our_scores = ours.score_frames(images, args.prompt)
                 our_times.append(time.perf_counter() - start)
                 ref_times.append(ref_reply["time_s"])
-                print(
-                    f"  repeat {repeat + 1}: reference {ref_times[-1]:.2f} s, ours {our_times[-1]:.2f} s",
-                    flush=True,
-                )
+                line = f"  repeat {repeat + 1}: reference {ref_times[-1]:.2f} s, ours {our_times[-1]:.2f} s"
+                if args.autocast:
+                    ours.autocast = args.autocast
+                    start = time.perf_counter()
+                    cast_scores = ours.score_frames(images, args.prompt)
+                    cast_times.append(time.perf_counter() - start)
+                    ours.autocast = None
+                    line += f", ours autocast {args.autocast} {cast_times[-1]:.2f} s"
+                print(line, flush=True)
             ref_scores = ref_reply["scores"]
         finally:
             reference.close()
@@ -323,6 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         "threads": {"reference": reference.info["threads"], "ours": torch.get_num_threads()},
         "goals": {"max_abs_diff": GOAL_MAX_DIFF, "time_ratio": GOAL_TIME_RATIO},
     }
+    if args.autocast:
+        cast_t = statistics.median(cast_times)
+        result["autocast"] = {
+            "dtype": args.autocast,
+            "scores": cast_scores.tolist(),
+            "max_abs_diff": max(abs(a - b) for a, b in zip(cast_scores.tolist(), ref_scores, strict=True)),
+            "times_s": cast_times,
+            "median_s": cast_t,
+            "time_ratio_over_reference": cast_t / ref_t,
+        }
     print(
         f"reference: image-reward 1.5, {result['reference_params'] / 1e6:.1f} M params, "
         f"scores {min(ref_scores):.4f} .. {max(ref_scores):.4f}"
@@ -337,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         f"time for {args.frames} frames, median of {args.repeats}: ours {ours_t:.2f} s, reference {ref_t:.2f} s, "
         f"ratio {result['time_ratio_ours_over_reference']:.2f} (goal < {GOAL_TIME_RATIO:g})"
     )
+    if args.autocast:
+        cast = result["autocast"]
+        print(
+            f"ours under autocast {args.autocast}: median {cast['median_s']:.2f} s, ratio "
+            f"{cast['time_ratio_over_reference']:.2f}, max |diff| {cast['max_abs_diff']:.3e} "
+            f"(score spread {result['score_spread']:.3f})"
+        )
     if args.json:
         from reneg_video.core.atomic import atomic_path
 

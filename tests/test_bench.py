@@ -41,6 +41,10 @@ def test_quick_suite_writes_the_json_shape(tmp_path, standin_cache):
     assert rows["frame_scoring_time"]["status"] == "skipped"
     grads = rows["trainer_peak_memory"]["extra"]["grad_norm"]
     assert grads["truncated"] > 0 and grads["full"] > 0
+    calls = rows["speed_fast_time"]["extra"]["denoiser_calls"]
+    assert calls["fast"] * 2 == calls["off"]  # DPM-Solver++ at half the steps
+    quality = rows["speed_quality"]["extra"]
+    assert quality["fast"]["denoiser_flops_saved"] > 0 and quality["fastest"]["denoiser_calls"] >= 1
     assert "adapter_overhead" in proc.stdout and "ratio" in proc.stdout  # the readable table
 
 

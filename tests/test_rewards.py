@@ -398,3 +398,15 @@ def test_clip_loads_a_saved_model_folder(tiny_clip, tmp_path, video):
     tiny_clip.tokenizer.save_pretrained(tmp_path / "clip")
     loaded = load_reward("clip", model=tmp_path / "clip")
     torch.testing.assert_close(loaded.score_frames(video, PROMPT), tiny_clip.score_frames(video, PROMPT))
+
+
+def test_bf16_autocast_scores_close_but_not_bit_exact(video):
+    exact = load_reward("tiny-imagereward")
+    cast = load_reward("tiny-imagereward", autocast="bfloat16")
+    assert "autocast='bfloat16'" in repr(cast)
+    a, b = exact.score_frames(video, "a cat"), cast.score_frames(video, "a cat")
+    assert b.dtype == torch.float32  # the score head runs outside the autocast
+    assert not torch.equal(a, b)  # the model really ran in bf16
+    assert float((a - b).abs().max()) < 0.1 * float(a.max() - a.min() + 1)
+    with pytest.raises(RewardError, match="autocast 'int8'"):
+        load_reward("tiny-imagereward", autocast="int8")

@@ -1,4 +1,5 @@
-"""`python -m reneg_video.bench [--json PATH] [--gpu] [--quick] [--only NAME] [--plot PNG]`: ours vs baseline.
+"""`python -m reneg_video.bench [--json PATH] [--gpu] [--quick] [--only NAME] [--plot PNG] [--speed-model NAME]
+[--speed-reward REWARD] [--speed-seeds N]`: ours vs baseline.
 
 Every row pairs our way with a baseline, measured ALTERNATELY (ours, baseline, ours, baseline, ...) in one
 run, repeated, and reports medians: other load on a shared machine hits both arms alike. ratio = ours /
@@ -16,8 +17,14 @@ CPU rows (goals from issue 6):
 - vae_decode_peak_memory: the SD VAE architecture (random weights) decoding 8 frames of 256x256, preset
   `low` vs `off`: peak memory, goal <= 0.5. The other presets are measured too, for the plot.
 - frame_scoring_time: 16 frames, `reneg_video.rewards` ImageReward vs image-reward 1.5's loop, through the
-  reward branch's `scripts/parity_imagereward.py` (which builds the reference in a side dir): goal <= 1.0.
+  reward branch's `scripts/parity_imagereward.py` (which builds the reference in a side dir): goal <= 0.5
+  (issue 15). frame_scoring_time_bfloat16: ours under `torch.autocast(bfloat16)` in the same run, same goal.
   "not available" when `reneg_video.rewards` or that script or its inputs are absent.
+- speed_fast_time: `--speed fast` vs `off` (issue 15) on `--speed-model` (tiny-zeroscope: DPM-Solver++ 2M at half
+  of 16 steps vs DDIM at 16), same prompt and seed: time, goal <= 1/1.5.
+- speed_quality: reward (`--speed-reward`) of `fast` and `fastest` vs `off` on the same seeds, paired
+  differences with 95% bootstrap intervals, denoiser calls and FLOPs per video; on shapes models also the
+  programmatic judge. On stand-ins the reward is noise: mechanics only.
 - trainer_peak_memory: one training step on an SD-architecture UNet at reduced width, 256 px, 10 DDIM
   steps: the trainer's way (`Trainer.loss_and_reward`: truncated backprop through the last step, gradient
   checkpointing) vs backprop through the whole sampling chain; the reward is mean brightness (a tiny
@@ -38,7 +45,7 @@ from ..core.errors import ReNegError, UsageError
 from .gpu import gpu_rows
 from .harness import Row, format_table, machine, plot
 from .memory import ARMS, row_trainer, row_vae_decode
-from .speed import row_adapter_overhead, row_frame_scoring
+from .speed import SPEED_MODEL, row_adapter_overhead, row_frame_scoring, row_speed_fast, row_speed_quality
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,12 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", action="append", default=[], metavar="NAME", help="run only these rows (repeatable)"
     )
     p.add_argument("--plot", metavar="PNG", help="write the VAE-decode-per-preset plot here")
+    p.add_argument(
+        "--speed-model",
+        default=SPEED_MODEL,
+        metavar="NAME",
+        help=f"model of the speed_* rows (default {SPEED_MODEL}; e.g. shapes-t2v once it exists)",
+    )
+    p.add_argument(
+        "--speed-reward",
+        default="tiny-imagereward",
+        metavar="REWARD",
+        help="reward of the speed_quality row (default tiny-imagereward: noise; e.g. shapes-reward)",
+    )
+    p.add_argument("--speed-seeds", type=int, default=8, metavar="N", help="seeds of the speed_quality row")
     p.add_argument("--_arm", help=argparse.SUPPRESS)
     p.add_argument("--_params", help=argparse.SUPPRESS)
     return p
 
 
-CPU_ROWS = ("adapter_overhead", "vae_decode_peak_memory", "frame_scoring_time", "trainer_peak_memory")
+CPU_ROWS = (
+    "adapter_overhead",
+    "vae_decode_peak_memory",
+    "frame_scoring_time",
+    "trainer_peak_memory",
+    "speed_fast_time",
+    "speed_quality",
+)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -66,6 +93,10 @@ def run(argv: list[str] | None = None) -> int:
     if args._arm:
         print(json.dumps(ARMS[args._arm](json.loads(args._params))))
         return 0
+    if args.speed_seeds < 2:
+        raise UsageError(
+            f"--speed-seeds {args.speed_seeds}: expected at least 2 (an interval needs 2 samples)"
+        )
     for name in args.only:
         if name not in CPU_ROWS:
             raise UsageError(f"--only {name!r}: unknown row; expected one of {', '.join(CPU_ROWS)}")
@@ -91,9 +122,13 @@ def run(argv: list[str] | None = None) -> int:
             row, presets = row_vae_decode(args.quick, all_presets=bool(args.plot))
             rows.append(row)
         elif name == "frame_scoring_time":
-            rows.append(row_frame_scoring(args.quick))
+            rows += row_frame_scoring(args.quick)
         elif name == "trainer_peak_memory":
             rows.append(row_trainer(args.quick, cache))
+        elif name == "speed_fast_time":
+            rows.append(row_speed_fast(args.quick, args.speed_model))
+        elif name == "speed_quality":
+            rows.append(row_speed_quality(args.quick, args.speed_model, args.speed_reward, args.speed_seeds))
     if args.gpu:
         rows += gpu_rows(args.quick)
     seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@ import argparse
 
 from ..core.errors import UsageError
 from ..core.prompts import read_prompts_file
+from ..core.speed import SPEED_HELP, SPEED_PRESETS
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,3 +27,19 @@ def prompts_from_args(args) -> list[str]:
         if not text.strip():
             raise UsageError("--prompt '': empty prompt; pass some text")
     return [t.strip() for t in prompts]
+
+
+def add_speed_option(group) -> None:
+    """`--speed off|fast|fastest` (reneg-video, reneg-validate): checked by `core.speed.check_speed`."""
+    group.add_argument(
+        "--speed",
+        default="off",
+        metavar="PRESET",
+        help=f"speed preset: {', '.join(SPEED_PRESETS)} (default off; see 'speed presets' below)",
+    )
+
+
+SPEED_EPILOG = (
+    "speed presets (--speed; effective settings, what a model lacks included, are logged on stderr\n"
+)
+SPEED_EPILOG += "and written to --json):\n" + "\n".join(f"  {k:9s} {v}" for k, v in SPEED_HELP.items())

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.errors import ReNegError, UsageError
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
 from ..rewards.frames import frame_scores
-from .common import Parser, prompts_from_args
+from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 ARMS = ("null", "handcrafted", "reneg")
 BASELINES = ("null", "handcrafted")
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tests and demos only.\nexample: reneg-validate --model tiny-zeroscope --neg ../shared/reneg/"
         "sd2.1_reneg_emb.bin --prompts-file ../shared/prompts/reno_example_prompts.txt --max-prompts 3 "
         "--seeds 2 --reward tiny-imagereward --out samples/out/validate\n"
-        "scale-out: accelerate launch --multi_gpu --num_processes 2 -m reneg_video.commands.validate --cpu ...",
+        "scale-out: accelerate launch --multi_gpu --num_processes 2 -m reneg_video.commands.validate --cpu ...\n\n"
+        + SPEED_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every process on CPU (under `accelerate launch --multi_gpu`: gloo processes on CPU)",
     )
+    add_speed_option(p)
     return p
 
 
@@ -100,6 +102,7 @@ def run(argv: list[str] | None = None) -> dict | None:
     from ..core.embedding import load_embedding
     from ..core.encoders import check_family
     from ..core.shard import check_run_folder
+    from ..core.speed import check_speed
     from ..models.generate import require_cfg, settings_for
     from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
@@ -137,6 +140,7 @@ def run(argv: list[str] | None = None) -> dict | None:
         "settings": settings.as_dict(),
     }
     check_run_folder(out, manifest, args.resume)
+    check_speed(args.speed)
     device = "cpu" if args.cpu else args.device
     resolve_dtype(args.dtype, spec, resolve_device(device))  # refuse bad values before any process group
     _, folder = resolve_model(args.model, args.model_path)  # refuses missing weights before any work
@@ -179,7 +183,14 @@ def _validate(spec, folder, device, neg, handcrafted, prompts, settings, args, o
     items = [(p, seed, arm) for p in range(len(prompts)) for seed in range(args.seeds) for arm in ARMS]
     todo = procs.mine([item for item in items if not store.done(_item_key(*item))])
     if todo:
-        pipe = load_pipeline(args.model, device, dtype, model_path=args.model_path, adapter=spec.source)
+        from ..core.speed import describe_speed, scaled_steps
+
+        pipe = load_pipeline(
+            args.model, device, dtype, model_path=args.model_path, adapter=spec.source, speed=args.speed
+        )
+        steps = scaled_steps(settings.steps, pipe.reneg_speed)
+        print(f"speed: {describe_speed(pipe.reneg_speed)} steps={settings.steps}->{steps}", file=sys.stderr)
+        settings = replace(settings, steps=steps)
         pipe.set_progress_bar_config(disable=True)
         attach(pipe, neg, spec)
         reward = load_reward_spec(args.reward, device=device)
@@ -197,7 +208,10 @@ def _validate(spec, folder, device, neg, handcrafted, prompts, settings, args, o
             export_video(frames, out / "videos" / f"{key}.mp4", settings.fps)
             scores = frame_scores(reward, frames, prompt)
             record = {"video": f"videos/{key}.mp4", "frames": scores, "mean": float(np.mean(scores))}
-            store.write(key, {"reward": reward.name, **record})  # last: the item counts as done from here
+            # Last: the item counts as done from here. The speed preset's settings travel with each item, so
+            # the merge reports them even when the main process rendered nothing (a resumed run).
+            item = {"reward": reward.name, "speed": pipe.reneg_speed, "steps": steps, **record}
+            store.write(key, item)
             bar.update(1)
         bar.close()
     procs.barrier()
@@ -208,6 +222,8 @@ def _validate(spec, folder, device, neg, handcrafted, prompts, settings, args, o
 
 def _merge(spec, neg, handcrafted, settings, args, prompts, store, out: Path) -> dict:
     """The main process: every item read back, the statistics, the curves and plot, then the report."""
+    from dataclasses import replace
+
     from ..core.atomic import atomic_path
 
     rows, reward_name = [], None
@@ -229,7 +245,10 @@ def _merge(spec, neg, handcrafted, settings, args, prompts, store, out: Path) ->
             row["seeds"].append(entry)
         row["mean"] = {arm: float(np.mean([e["mean"][arm] for e in row["seeds"]])) for arm in ARMS}
         rows.append(row)
+    first = store.read(_item_key(0, 0, ARMS[0]))
+    settings = replace(settings, steps=first.get("steps", settings.steps))  # as the speed preset ran it
     report = _summary(spec, neg, reward_name, handcrafted, settings, args, rows)
+    report["speed"] = first.get("speed")
     report["paired_plot"] = _plot_differences(out / "paired_differences.png", report, rows, reward_name)
     with atomic_path(out / "index.html") as tmp:
         tmp.write_text(_html(report))

@@ -20,7 +20,7 @@ from ..core.export import GIF_MAX_FPS
 from ..core.memory import PRESET_HELP
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
 from ..rewards.frames import frame_scores
-from .common import Parser, prompts_from_args
+from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.items())
 
@@ -59,6 +59,8 @@ examples:
 
 memory presets (--memory; effective settings are logged on stderr and written to --json):
 {MEMORY_HELP}
+
+{SPEED_EPILOG}
 
 exit codes: 0 success, 2 bad input (nothing written), 1 internal error.
 """
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PRESET",
         help="memory preset: auto (default), off, balanced, low, minimal (see 'memory presets' below)",
     )
+    add_speed_option(g)
     n = p.add_argument_group("negative")
     n.add_argument(
         "--neg", metavar="PATH", help="negative embedding file (.bin released format or .safetensors)"
@@ -226,6 +229,7 @@ def run(argv: list[str] | None = None) -> int:
     from ..core.encoders import check_family
     from ..core.inject import check_negative_branch
     from ..core.memory import check_preset
+    from ..core.speed import check_speed
     from ..models.generate import require_cfg, settings_for
     from ..models.pipeline import (
         motion_adapter_folder,
@@ -284,6 +288,7 @@ def run(argv: list[str] | None = None) -> int:
             raise UsageError(f"--json {json_path}: expected a path ending in .json")
         check_destination(json_path.with_suffix(".mp4"))  # same folder checks
     check_preset(args.memory)
+    check_speed(args.speed)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, spec, device)
     _, folder = resolve_model(args.model or "", args.model_path, args.adapter)
@@ -407,6 +412,15 @@ def _render(run: _Run, pipe, prompt: str) -> tuple[np.ndarray, dict]:
     return best
 
 
+def _speed_settings(pipe, settings):
+    """The settings under the pipeline's speed preset (its step count), logged in one line with the preset."""
+    from ..core.speed import describe_speed, scaled_steps
+
+    steps = scaled_steps(settings.steps, pipe.reneg_speed)
+    print(f"speed: {describe_speed(pipe.reneg_speed)} steps={settings.steps}->{steps}", file=sys.stderr)
+    return replace(settings, steps=steps)
+
+
 def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -438,11 +452,13 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         height=settings.height,
         width=settings.width,
         motion_adapter=args.motion_adapter,
+        speed=args.speed,
     )
     print(f"memory: {describe(pipe.reneg_memory)}", file=sys.stderr)
     if pipe.reneg_call:
         call = " ".join(f"{k}={v}" for k, v in pipe.reneg_call.items())
         print(f"call: {call} (from the model's configs: timestep-conditioned VAE)", file=sys.stderr)
+    settings = run.settings = _speed_settings(pipe, settings)
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -507,13 +523,25 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     if args.json and procs.is_main:
         _write_json(
             args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory,
-            weights=str(folder), call=pipe.reneg_call, min_reward=args.min_reward,
+            weights=str(folder), call=pipe.reneg_call, min_reward=args.min_reward, speed=pipe.reneg_speed,
         )  # fmt: skip
     return 0
 
 
 def _write_json(
-    path, spec, neg, negative_prompt, settings, device, dtype, records, memory, weights, call, min_reward=None
+    path,
+    spec,
+    neg,
+    negative_prompt,
+    settings,
+    device,
+    dtype,
+    records,
+    memory,
+    weights,
+    call,
+    min_reward=None,
+    speed=None,
 ) -> None:
     from ..core.atomic import atomic_path
 
@@ -539,6 +567,7 @@ def _write_json(
         "call_settings": call,  # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep)
         "min_reward": min_reward,
         "kept": sum(r.get("kept", True) for r in records),
+        "speed": speed,
         "videos": records,
     }
     with atomic_path(path) as tmp:

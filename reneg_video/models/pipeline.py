@@ -378,6 +378,7 @@ def load_pipeline(
     height: int | None = None,
     width: int | None = None,
     motion_adapter: str | os.PathLike[str] | None = None,
+    speed: str | None = None,
 ):
     """Load a pipeline by model name (`zeroscope`, `ltx-video`, `tiny-zeroscope`, ...), diffusers
     folder, or spec file. The pipeline remembers its spec for `attach`.
@@ -387,8 +388,13 @@ def load_pipeline(
     settings are in `pipe.reneg_memory`. `pipe.reneg_call` holds the call arguments the loaded model needs
     (`call_settings`), which `reneg_video.models.generate.generate` passes on. `motion_adapter` (AnimateDiff):
     a MotionAdapter folder or Hugging Face repo replacing the spec's default adapter (a stand-in's default is
-    the one built with it)."""
+    the one built with it). `speed` (None = untouched): off, fast, fastest of
+    `reneg_video.core.speed`, effective settings in `pipe.reneg_speed` (run `scaled_steps` of them)."""
     spec, folder = resolve_model(name_or_path, model_path, adapter)
+    if speed is not None:
+        from ..core.speed import check_speed
+
+        check_speed(speed)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, spec, device)
     extra = {}
@@ -423,7 +429,7 @@ def load_pipeline(
         log.info("call settings from the model's configs: %s", pipe.reneg_call)
     if memory is None:
         pipe.to(device)
-        return pipe
+        return _with_speed(pipe, speed, device)
     from ..core.memory import OFFLOAD_MODES, apply_memory_preset, check_preset
 
     check_preset(memory)
@@ -437,4 +443,13 @@ def load_pipeline(
         settings["vae_tiling"] = "required by the model"
     if settings["cpu_offload"] not in OFFLOAD_MODES:
         pipe.to(device)
+    return _with_speed(pipe, speed, device)
+
+
+def _with_speed(pipe, speed: str | None, device: torch.device):
+    """The speed preset last: regional compilation wants the weights already on the device."""
+    if speed is not None:
+        from ..core.speed import apply_speed_preset
+
+        apply_speed_preset(pipe, speed, device=device)
     return pipe
