@@ -26,6 +26,10 @@ LTX_T5_TOKENS = 128
 CLIP_L_WIDTH = 768
 OPENCLIP_H_WIDTH = 1024
 T5_XXL_WIDTH = 4096
+# The shapes world's own CLIP text encoder (reneg_video/models/shapes/world.py TEXT_TOKENS/TEXT_WIDTH,
+# equality checked in tests/test_shapes.py): 16 positions for the grammar's captions, width 128.
+SHAPES_TOKENS = 16
+SHAPES_WIDTH = 128
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,15 @@ T5_XXL = EncoderFamily(
     "T5-v1.1-xxl encoder (PixArt-alpha, LTX-Video)",
 )
 
-FAMILIES: dict[str, EncoderFamily] = {f.name: f for f in (CLIP_L, OPENCLIP_H, T5_XXL)}
+SHAPES = EncoderFamily(
+    "shapes-clip",
+    SHAPES_WIDTH,
+    (SHAPES_TOKENS,),
+    False,
+    "shapes-world CLIP text encoder (shapes-t2i, shapes-t2v)",
+)
+
+FAMILIES: dict[str, EncoderFamily] = {f.name: f for f in (CLIP_L, OPENCLIP_H, T5_XXL, SHAPES)}
 
 
 def family_for_shape(tokens: int, width: int) -> EncoderFamily | None:

@@ -70,6 +70,11 @@ REWARDS: dict[str, RewardEntry] = {
     "tiny-clip": RewardEntry(
         ".clip", "load_tiny_clip", "tiny random CLIP: NOISE scores, for tests/demos only"
     ),
+    "shapes-reward": RewardEntry(
+        ".shapes",
+        "load_shapes_reward",
+        "shapes world's learned reward (tiny CLIP, judge-ranked pairs), shipped",
+    ),
 }
 
 
