@@ -6,6 +6,8 @@ Stages, in order (each writes `OUT/<stage>/` atomically when done; mid-stage che
 1. `clip`: a tiny `CLIPModel` trained contrastively on captioned frames; its text tower is frozen and
    becomes the `CLIPTextModel` both generators read (as SD2.1 and ZeroScope share OpenCLIP-H);
 2. `vae`: an `AutoencoderKL` 32x32x3 -> 8x8x4 (L1 + small KL), scaling factor set to 1/std of latents;
+2b. `decoder`: the VAE decoder alone fine-tuned with L1 (encoder frozen: the latents stay the same), as
+   the first stage leaves edges soft;
 3. `t2i`: a `UNet2DConditionModel` (epsilon, SD's noise schedule, 10% caption dropout so CFG works),
    with an EMA copy that is the one shipped;
 4. `t2v`: a `UNet3DConditionModel` whose spatial layers start from the t2i EMA weights (temporal output
@@ -39,7 +41,7 @@ from ..models.shapes import world as W
 from ..models.shapes.judge import judge
 from ..models.shapes.tokenizer import build_tokenizer
 
-STAGES = ("clip", "vae", "t2i", "t2v", "reward", "export")
+STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export")
 CHECKPOINT_DIR = "checkpoints"
 # Caption dropout: the share of training captions replaced by "" so the model learns the unconditional
 # branch classifier-free guidance needs (SD used 10%).
@@ -64,9 +66,10 @@ class BuildConfig:
     seed: int = 0
     clip: StageSteps = field(default_factory=lambda: StageSteps(400, 64, 1e-3))
     vae: StageSteps = field(default_factory=lambda: StageSteps(800, 32, 1e-3))
-    t2i: StageSteps = field(default_factory=lambda: StageSteps(2000, 48, 5e-4))
-    t2v: StageSteps = field(default_factory=lambda: StageSteps(800, 4, 2e-4))
-    reward: StageSteps = field(default_factory=lambda: StageSteps(400, 32, 2e-4))
+    decoder: StageSteps = field(default_factory=lambda: StageSteps(1000, 32, 5e-4))
+    t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
+    t2v: StageSteps = field(default_factory=lambda: StageSteps(500, 4, 2e-4))
+    reward: StageSteps = field(default_factory=lambda: StageSteps(300, 32, 2e-4))
     # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
     reward_pool_prompts: int = 256
     # Judge evaluation at export: held-out prompts x seeds per generator.
@@ -83,6 +86,7 @@ class BuildConfig:
             seed=seed,
             clip=StageSteps(10, 32, 2e-3),
             vae=StageSteps(60, 16, 2e-3),
+            decoder=StageSteps(10, 8, 5e-4),
             t2i=StageSteps(120, 16, 1e-3),
             t2v=StageSteps(4, 1, 2e-4),
             reward=StageSteps(10, 8, 2e-4),
@@ -313,10 +317,41 @@ def _batch(rng: np.random.Generator, count: int, *, video: bool) -> tuple[np.nda
     return np.stack([x.frames for x in samples]), [x.caption for x in samples]
 
 
-def _load_vae(out: Path):
+def _load_vae(out: Path, stage: str | None = None):
+    """The VAE after the `decoder` stage when it is done (same latents, sharper decoder), else `vae`'s."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(out / "vae" / "vae").eval().requires_grad_(False)
+    stage = stage or ("decoder" if (out / "decoder" / "stage.json").exists() else "vae")
+    return AutoencoderKL.from_pretrained(out / stage / "vae").eval().requires_grad_(False)
+
+
+def train_decoder(out: Path, cfg: BuildConfig) -> None:
+    """Sharpen the decoder with L1 while the encoder stays frozen: the latent space (and so every model
+    trained on it) is unchanged, only decoding improves (the VAE stage alone leaves edges soft)."""
+    torch.manual_seed(cfg.seed + 5)
+    vae = _load_vae(out, "vae")
+    trainable = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+    s = cfg.decoder
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "decoder", step)
+        frames, _ = _batch(rng, s.batch, video=False)
+        x = _to_tensor(frames[:, 0])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample(gen)
+        return F.l1_loss(vae.decode(z).sample, x)
+
+    vae.decoder.train()
+    losses = _loop("decoder", out, cfg, s, {"vae": vae}, trainable, step_fn)
+    _write_stage(
+        out,
+        "decoder",
+        lambda tmp: vae.save_pretrained(tmp / "vae"),
+        {"losses": losses, "params": sum(p.numel() for p in trainable), "steps": s.steps},
+    )
 
 
 # ---- stages 3 and 4: the denoisers -----------------------------------------------------------------------
@@ -670,6 +705,7 @@ def export(out: Path, cfg: BuildConfig) -> None:
 RUNNERS = {
     "clip": train_clip,
     "vae": train_vae,
+    "decoder": train_decoder,
     "t2i": train_t2i,
     "t2v": train_t2v,
     "reward": train_reward,
@@ -689,16 +725,19 @@ def build(
         raise UsageError(f"--out {out}: exists and is not empty; pass --resume to continue that build")
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "build_config.json"
+    wanted = asdict(cfg)
     if config_path.exists():
+        # Finished stages must have been built with these settings; later ones may change.
         saved = json.loads(config_path.read_text())
-        if saved != asdict(cfg):
+        done = [s for s in STAGES if (out / s / "stage.json").exists() and s in wanted]
+        changed = [s for s in ("seed", *done) if saved.get(s) != wanted[s]]
+        if changed:
             raise UsageError(
-                f"--resume {out}: that build used other settings ({config_path}); resume with the same "
-                "options or start a new --out"
+                f"--resume {out}: finished stages {changed} were built with other settings ({config_path}); "
+                "resume with the same options or start a new --out"
             )
-    else:
-        with atomic_path(config_path) as tmp:
-            tmp.write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1) + "\n")
     timings = {}
     for stage in stages:
         if (out / stage / "stage.json").exists():
