@@ -66,14 +66,14 @@ class BuildConfig:
     seed: int = 0
     clip: StageSteps = field(default_factory=lambda: StageSteps(400, 64, 1e-3))
     vae: StageSteps = field(default_factory=lambda: StageSteps(800, 32, 1e-3))
-    decoder: StageSteps = field(default_factory=lambda: StageSteps(1000, 32, 5e-4))
+    decoder: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 5e-4))
     t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
-    t2v: StageSteps = field(default_factory=lambda: StageSteps(500, 4, 2e-4))
-    reward: StageSteps = field(default_factory=lambda: StageSteps(300, 32, 2e-4))
+    t2v: StageSteps = field(default_factory=lambda: StageSteps(300, 4, 3e-4))
+    reward: StageSteps = field(default_factory=lambda: StageSteps(200, 32, 3e-4))
     # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
-    reward_pool_prompts: int = 256
+    reward_pool_prompts: int = 160
     # Judge evaluation at export: held-out prompts x seeds per generator.
-    eval_prompts: int = 60
+    eval_prompts: int = 40
     eval_seeds: int = 2
     eval_steps: int = 20
     eval_guidance: float = 5.0
