@@ -5,7 +5,10 @@ Thresholds on trained models are set from measurement with margin; each comment 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from reneg_video.cli import main as cli_main
@@ -15,6 +18,17 @@ from reneg_video.models.shapes import world as W
 from reneg_video.models.shapes.tokenizer import build_tokenizer
 
 HELD_OUT = data.split_prompts()[1]
+
+# Thresholds set from measurement, with margin (each measured value is in the comment).
+# shapes-t2i, 24 held-out prompts, seed 0, 20 DDIM steps, guidance 5: measured 0.642.
+T2I_MIN_ACCURACY = 0.55
+# shapes-t2v, 8 held-out prompts, seed 0: measured 0.583 (background 1.0, colour 1.0, shape 0.5, motion 0.0).
+T2V_MIN_ACCURACY = 0.48
+# shapes-reward ranks a clean render above a degraded one (judge decides): measured 27/40 = 0.675.
+REWARD_MIN_AGREEMENT = 0.55
+# Reduced build (BuildConfig.quick): mean loss of the last fifth over the first fifth; measured clip 0.78,
+# vae 0.92, t2i 0.54.
+QUICK_LOSS_RATIO = {"clip": 0.9, "vae": 0.97, "t2i": 0.75}
 
 
 # ---- data and judge ----------------------------------------------------------------------------------------
@@ -135,3 +149,137 @@ def test_build_refuses_bad_arguments(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "full"), "--quick"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "c"), "--seed", "-1"]) == 2
+
+
+# ---- shipped models ----------------------------------------------------------------------------------------
+
+# Fixed held-out sets: the first prompts of the held-out split, seed 0, the spec's defaults.
+T2I_PROMPTS = HELD_OUT[:24]
+T2V_PROMPTS = HELD_OUT[:8]
+
+
+@pytest.fixture(scope="module")
+def t2i():
+    from reneg_video.pipeline import load_pipeline
+
+    torch.set_num_threads(1)  # the tests share a small machine; two threads contend badly there
+    pipe = load_pipeline("shapes-t2i", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _t2i_accuracy(pipe, negative=None, prompts=T2I_PROMPTS, seeds=(0,)) -> np.ndarray:
+    from reneg_video.training.shapes_build import sample_images
+
+    spec = pipe.reneg_spec
+    rows = [(p, s) for p in prompts for s in seeds]
+    images = sample_images(
+        pipe, [p for p, _ in rows], [s for _, s in rows], steps=spec.defaults.steps,
+        guidance=spec.defaults.guidance, negative=negative,
+    )  # fmt: skip
+    return np.array([judge.judge(im, p)["accuracy"] for im, (p, _) in zip(images, rows, strict=True)])
+
+
+def test_shipped_t2i_draws_what_prompts_say(t2i):
+    acc = _t2i_accuracy(t2i)
+    assert acc.mean() >= T2I_MIN_ACCURACY, acc.mean()
+
+
+def test_shipped_t2v_moves_as_prompts_say():
+    from reneg_video.pipeline import load_pipeline
+    from reneg_video.training.shapes_build import sample_videos
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline("shapes-t2v", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    d = pipe.reneg_spec.defaults
+    videos = sample_videos(pipe, T2V_PROMPTS, [0] * len(T2V_PROMPTS), steps=d.steps, guidance=d.guidance)
+    assert videos.shape == (len(T2V_PROMPTS), W.FRAMES, W.IMAGE_SIZE, W.IMAGE_SIZE, 3)
+    result = judge.judge_many(list(videos), T2V_PROMPTS)
+    assert result["accuracy"] >= T2V_MIN_ACCURACY, result
+
+
+def test_shapes_reward_prefers_what_the_judge_prefers():
+    from reneg_video.rewards import load_reward
+
+    reward = load_reward("shapes-reward")
+    rng = np.random.default_rng(11)
+    agree = total = 0
+    for prompt in HELD_OUT[:40]:
+        a = data.parse_caption(prompt)
+        good = data.render(a, rng, frames=1)
+        bad = data.render(a, rng, frames=1, degradations=(str(rng.choice(data.IMAGE_DEGRADATIONS)),))
+        if judge.judge(good, prompt)["accuracy"] == judge.judge(bad, prompt)["accuracy"]:
+            continue
+        scores = reward.score_frames(np.concatenate([good, bad]), prompt)
+        agree += int(scores[0] > scores[1])
+        total += 1
+    assert agree / total >= REWARD_MIN_AGREEMENT, (agree, total)
+    frames = torch.rand(2, 3, W.IMAGE_SIZE, W.IMAGE_SIZE, requires_grad=True)
+    reward.score_frames(frames, HELD_OUT[0]).sum().backward()
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: ReNeg does not help here by the judge: 0.670 vs null 0.680 on 60 held-out prompts x 2 "
+    "seeds (shapes-reward rises, the judge stays flat; see docs/shapes.md). Remove the mark when it does.",
+)
+def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
+    from reneg_video.embedding import load_embedding
+
+    folder = W.weights_root()
+    released = load_embedding(folder / W.RENEG_BIN)
+    project = load_embedding(folder / W.RENEG_SAFETENSORS)
+    assert released.family.name == project.family.name == "shapes-clip"
+    assert torch.equal(released.tensor, project.tensor)
+    seeds = (0, 1)
+    null = _t2i_accuracy(t2i, None, HELD_OUT, seeds)
+    reneg = _t2i_accuracy(t2i, released.tensor, HELD_OUT, seeds)
+    assert reneg.mean() > null.mean(), (reneg.mean(), null.mean())
+
+
+# ---- a reduced build learns --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    from reneg_video.training.shapes_build import BuildConfig, build
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("shapes") / "build"
+    build(out, BuildConfig.quick(), stages=("clip", "vae", "t2i"))
+    return out
+
+
+def test_quick_build_losses_fall(quick_build):
+    for stage, ratio in QUICK_LOSS_RATIO.items():
+        losses = json.loads((quick_build / stage / "stage.json").read_text())["losses"]
+        k = max(2, len(losses) // 5)
+        assert np.mean(losses[-k:]) < ratio * np.mean(losses[:k]), stage
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the reduced build's t2i (120 steps x 16) scores judge accuracy 0.29 on 16 held-out "
+    "prompts vs 0.34 for the same pipeline with an untrained UNet; it learns (loss falls) but not yet "
+    "enough for the judge. Remove the mark when a reduced build does better.",
+)
+def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_build):
+    from diffusers import UNet2DConditionModel
+
+    from reneg_video.training.shapes_build import image_pipeline, sample_images
+
+    pipe = image_pipeline(quick_build)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = HELD_OUT[:16]
+    seeds = list(range(len(prompts)))
+
+    def accuracy() -> float:
+        images = sample_images(pipe, prompts, seeds, steps=10, guidance=5.0)
+        return judge.judge_many(list(images), prompts)["accuracy"]
+
+    trained = accuracy()
+    torch.manual_seed(0)
+    pipe.unet = UNet2DConditionModel(**W.UNET2D)  # the same pipeline before any denoiser training
+    assert trained > accuracy()
