@@ -220,7 +220,7 @@ def run(argv: list[str] | None = None) -> int:
 
         for name in list_models():
             spec = load_spec(name)
-            tag = " [stand-in: noise]" if spec.standin else f" [{spec.repo_id}]"
+            tag = " [stand-in: noise]" if spec.standin else f" [{spec.repo_id or spec.bundled}]"
             print(f"{name:28s} {spec.description}{tag}\n{'':28s} {describe_fit(spec)}")
         return 0
 

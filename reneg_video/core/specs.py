@@ -65,6 +65,9 @@ class AdapterSpec:
     aliases: tuple[str, ...] = ()
     description: str = ""
     repo_id: str | None = None  # Hugging Face repo, loaded from the local cache only
+    bundled: str | None = (
+        None  # "<world>/<name>": weights shipped in reneg_video/models/<world>/weights/<name>
+    )
     standin: bool = False  # built offline with seeded random weights: outputs noise
     gpu_dtype: str = "float16"
     fps_arg: str | None = None  # pipeline argument taking the frame rate (LTX: frame_rate)
@@ -150,8 +153,10 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
             )
     if spec.kind not in _KINDS or spec.negative_batch not in _BATCH:
         raise SpecError(f"{source}: kind must be one of {_KINDS} and negative_batch one of {_BATCH}")
-    if not spec.standin and not spec.repo_id:
-        raise SpecError(f"{source}: a real model needs repo_id (the Hugging Face repo of its weights)")
+    if not spec.standin and not spec.repo_id and not spec.bundled:
+        raise SpecError(
+            f"{source}: a real model needs repo_id (the Hugging Face repo of its weights) or bundled"
+        )
     if spec.gpu_dtype not in _DTYPES:
         raise SpecError(f"{source}: gpu_dtype {spec.gpu_dtype!r}; expected one of {_DTYPES}")
     r = spec.rules

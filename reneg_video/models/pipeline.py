@@ -139,6 +139,16 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
         from .standins import standin_path
 
         return standin_path(spec)
+    if spec.bundled:
+        world, _, name = spec.bundled.partition("/")
+        folder = (
+            Path(importlib.import_module(f"reneg_video.models.{world}").__file__).parent / "weights" / name
+        )
+        if not (folder / "model_index.json").exists():
+            raise ModelNotFoundError(
+                f"{spec.name}: bundled weights missing in {folder}; reinstall the package"
+            )
+        return folder
     if spec.setup:
         raise ModelNotFoundError(f"{spec.name}: weights not given; {spec.setup}")
     try:

@@ -93,6 +93,11 @@ REWARDS: dict[str, RewardEntry] = {
         "load_tiny_aesthetic",
         "aesthetic predictor architecture, random: NOISE scores, tests/demos only",
     ),
+    "shapes-reward": RewardEntry(
+        ".shapes",
+        "load_shapes_reward",
+        "shapes world's learned reward (tiny CLIP, judge-ranked pairs), shipped",
+    ),
 }
 
 

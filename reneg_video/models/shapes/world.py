@@ -1,0 +1,149 @@
+"""The shapes world's constants: sizes, vocabulary, model configs and where the shipped weights live.
+
+Everything here is a choice of this project (issue 12), sized so that the whole build trains in about an
+hour on a 2-core CPU; each number says why it is what it is.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+# 32x32 RGB: the smallest size at which circle, square and triangle stay distinguishable after a x4 VAE.
+IMAGE_SIZE = 32
+# 8 frames per video: enough for a judge to see the direction of motion, cheap for a CPU-trained UNet3D.
+FRAMES = 8
+# Frame rate of written videos: 8 frames play for one second.
+FPS = 8
+# The VAE downsamples 32 -> 8 (two stride-2 stages): 8x8x4 latents, 256 numbers per frame.
+VAE_DOWNSAMPLE = 4
+LATENT_CHANNELS = 4
+LATENT_SIZE = IMAGE_SIZE // VAE_DOWNSAMPLE
+
+# Text encoder: token count and width of the shapes encoder family (reneg_video.core.encoders.SHAPES).
+# 16 positions: the longest grammar caption ("a blurry noisy faded red circle moving left on a blue
+# background") is 12 words + start + end = 14 tokens.
+TEXT_TOKENS = 16
+# 128 wide: a width no released family uses (768, 1024, 4096), so embeddings of other spaces are refused.
+TEXT_WIDTH = 128
+
+# Colours as float RGB in [0, 1]; the judge names a colour by its nearest entry here.
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (1.0, 0.0, 0.0),
+    "green": (0.0, 0.8, 0.0),
+    "blue": (0.0, 0.2, 1.0),
+    "yellow": (1.0, 0.9, 0.0),
+    "white": (1.0, 1.0, 1.0),
+    "black": (0.0, 0.0, 0.0),
+}
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = ("left", "right", "up", "down")
+# Words captions use to name a degradation (and that a handcrafted negative prompt uses).
+DEGRADATION_WORDS = ("blurry", "noisy", "faded", "tinted", "jittery")
+# Extra words a handcrafted negative may use; in the vocabulary so they tokenise as whole words.
+NEGATIVE_WORDS = ("wrong", "colour", "color", "shape", "missing", "empty", "low", "quality", "bad", "ugly")
+GRAMMAR_WORDS = ("a", "an", "on", "background", "moving")
+VOCABULARY: tuple[str, ...] = (
+    *GRAMMAR_WORDS,
+    *COLOURS,
+    *SHAPES,
+    *DIRECTIONS,
+    *DEGRADATION_WORDS,
+    *NEGATIVE_WORDS,
+    ",",
+)
+# The handcrafted negative of the shapes world: the degradation words of its captions.
+HANDCRAFTED_NEGATIVE = "blurry, noisy, faded, tinted, jittery, wrong colour"  # 13 of the 16 tokens
+
+# Where the shipped weights live inside the package (`bundled = "shapes/t2v"` in a spec).
+WEIGHTS_PACKAGE = "reneg_video.models.shapes"
+WEIGHTS_DIR = "weights"
+BUNDLED = {"shapes/t2i": "t2i", "shapes/t2v": "t2v", "shapes/reward": "reward"}
+RENEG_BIN = "shapes_reneg_emb.bin"
+RENEG_SAFETENSORS = "shapes_reneg_emb.safetensors"
+
+
+def weights_root() -> Path:
+    """The folder holding the shipped shapes weights (inside the installed package)."""
+    return Path(str(resources.files(WEIGHTS_PACKAGE))) / WEIGHTS_DIR
+
+
+def bundled_folder(name: str) -> Path:
+    """The folder of a bundled model name such as "shapes/t2v"; KeyError when unknown."""
+    return weights_root() / BUNDLED[name]
+
+
+# ---- model configs (diffusers / transformers keyword arguments) ----------------------------------------
+
+# Tiny CLIP: its text tower becomes the frozen CLIPTextModel of both generators; its image tower sees
+# 32x32 in 4x4 patches (64 patches). gelu as OpenCLIP.
+CLIP_TEXT = dict(
+    hidden_size=TEXT_WIDTH,
+    intermediate_size=4 * TEXT_WIDTH,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    max_position_embeddings=TEXT_TOKENS,
+    hidden_act="gelu",
+    projection_dim=TEXT_WIDTH,
+)
+CLIP_VISION = dict(
+    hidden_size=TEXT_WIDTH,
+    intermediate_size=2 * TEXT_WIDTH,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    image_size=IMAGE_SIZE,
+    patch_size=4,
+    hidden_act="gelu",
+    projection_dim=TEXT_WIDTH,
+)
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 3,
+    up_block_types=("UpDecoderBlock2D",) * 3,
+    block_out_channels=(32, 64, 64),  # three blocks: two downsamplings, 32 -> 8
+    layers_per_block=1,
+    latent_channels=LATENT_CHANNELS,
+    norm_num_groups=32,
+    sample_size=IMAGE_SIZE,
+    mid_block_add_attention=False,  # 8x8 latents: convolutions see the whole frame anyway
+)
+# The 2D and 3D UNets share every spatial layer shape, so the video UNet starts from the image UNet.
+UNET_BLOCKS = (64, 128)
+UNET_HEADS = 4
+UNET2D = dict(
+    sample_size=LATENT_SIZE,
+    in_channels=LATENT_CHANNELS,
+    out_channels=LATENT_CHANNELS,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=UNET_BLOCKS,
+    layers_per_block=1,
+    cross_attention_dim=TEXT_WIDTH,
+    attention_head_dim=UNET_HEADS,
+    norm_num_groups=32,
+    use_linear_projection=True,  # as UNet3DConditionModel's transformers, so every spatial weight carries over
+)
+UNET3D = dict(
+    sample_size=LATENT_SIZE,
+    in_channels=LATENT_CHANNELS,
+    out_channels=LATENT_CHANNELS,
+    down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    block_out_channels=UNET_BLOCKS,
+    layers_per_block=1,
+    cross_attention_dim=TEXT_WIDTH,
+    attention_head_dim=UNET_HEADS,
+    norm_num_groups=32,
+)
+# Stable Diffusion's training noise schedule (scaled_linear 0.00085-0.012, 1000 steps, epsilon).
+SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="epsilon",
+)

@@ -1,0 +1,752 @@
+"""Train the shapes world from seeds: tiny CLIP (text encoder), VAE, text-to-image UNet, text-to-video
+UNet, and the learned reward. Every stage is resumable and deterministic from the build seed.
+
+Stages, in order (each writes `OUT/<stage>/` atomically when done; mid-stage checkpoints go to
+`OUT/checkpoints/<stage>.pt` and `--resume` continues from them):
+1. `clip`: a tiny `CLIPModel` trained contrastively on captioned frames; its text tower is frozen and
+   becomes the `CLIPTextModel` both generators read (as SD2.1 and ZeroScope share OpenCLIP-H);
+2. `vae`: an `AutoencoderKL` 32x32x3 -> 8x8x4 (L1 + small KL), scaling factor set to 1/std of latents;
+2b. `decoder`: the VAE decoder alone fine-tuned with L1 (encoder frozen: the latents stay the same), as
+   the first stage leaves edges soft;
+3. `t2i`: a `UNet2DConditionModel` (epsilon, SD's noise schedule, 10% caption dropout so CFG works),
+   with an EMA copy that is the one shipped;
+4. `t2v`: a `UNet3DConditionModel` whose spatial layers start from the t2i EMA weights (temporal output
+   projections zeroed, so it starts as the image model applied per frame), trained on the videos;
+5. `reward`: the stage-1 CLIP fine-tuned Bradley-Terry on pairs ranked by the judge (the PickScore
+   recipe): clean, degraded, wrongly-attributed renders and t2i samples of the same prompt;
+6. `export`: the pipelines (`StableDiffusionPipeline`, `TextToVideoSDPipeline`, DDIM) and the reward,
+   written with `save_pretrained` in float16, plus the judge accuracy of both generators.
+
+Shape legend: B batch, F frames, C latent channels, h x w latent size, T tokens, D text width.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..core.atomic import atomic_dir, atomic_path
+from ..core.errors import UsageError
+from ..models.shapes import data as shapes_data
+from ..models.shapes import world as W
+from ..models.shapes.judge import judge
+from ..models.shapes.tokenizer import build_tokenizer
+
+STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export")
+CHECKPOINT_DIR = "checkpoints"
+# Caption dropout: the share of training captions replaced by "" so the model learns the unconditional
+# branch classifier-free guidance needs (SD used 10%).
+CAPTION_DROPOUT = 0.1
+# Exponential moving average of the UNet weights (per step), the weights that ship.
+EMA_DECAY = 0.995
+# Reward normalisation, like ImageReward's (r - mean) / std: scores of the reward's own pool.
+REWARD_NORM_FILE = "reward_norm.json"
+
+
+@dataclass
+class StageSteps:
+    steps: int
+    batch: int
+    lr: float
+
+
+@dataclass
+class BuildConfig:
+    """Steps, batch sizes and learning rates per stage. Defaults: the full build (~1 h on 2 CPU cores)."""
+
+    seed: int = 0
+    clip: StageSteps = field(default_factory=lambda: StageSteps(400, 64, 1e-3))
+    vae: StageSteps = field(default_factory=lambda: StageSteps(800, 32, 1e-3))
+    decoder: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 5e-4))
+    t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
+    t2v: StageSteps = field(default_factory=lambda: StageSteps(300, 4, 3e-4))
+    reward: StageSteps = field(default_factory=lambda: StageSteps(200, 32, 3e-4))
+    # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
+    reward_pool_prompts: int = 160
+    # Judge evaluation at export: held-out prompts x seeds per generator.
+    eval_prompts: int = 40
+    eval_seeds: int = 2
+    eval_steps: int = 20
+    eval_guidance: float = 5.0
+    checkpoint_every: int = 200
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> BuildConfig:
+        """A reduced build for tests and CI (about a minute on 2 cores): learns, but little."""
+        return cls(
+            seed=seed,
+            clip=StageSteps(10, 32, 2e-3),
+            vae=StageSteps(60, 16, 2e-3),
+            decoder=StageSteps(10, 8, 5e-4),
+            t2i=StageSteps(120, 16, 1e-3),
+            t2v=StageSteps(4, 1, 2e-4),
+            reward=StageSteps(10, 8, 2e-4),
+            reward_pool_prompts=8,
+            eval_prompts=8,
+            eval_seeds=1,
+            eval_steps=10,
+            checkpoint_every=50,
+        )
+
+
+# Guidance scales of the t2i samples in the reward's pool: from none (blurry mean images) to strong.
+REWARD_GUIDANCES = (1.0, 2.0, 4.0, 7.5)
+
+
+def _rng(seed: int, stage: str, step: int) -> np.random.Generator:
+    """The data of one step: independent of resumption and of every other step."""
+    return np.random.default_rng([seed, STAGES.index(stage), step])
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [..., H, W, 3] -> float [..., 3, H, W] in [-1, 1]."""
+    x = torch.from_numpy(frames).float().div(127.5).sub(1.0)
+    return x.movedim(-1, -3)
+
+
+def _drop_captions(captions: list[str], rng: np.random.Generator) -> list[str]:
+    return ["" if rng.random() < CAPTION_DROPOUT else c for c in captions]
+
+
+class _Stage:
+    """Checkpoint bookkeeping of one training stage (model + optimizer + EMA + losses + step)."""
+
+    def __init__(self, out: Path, name: str, every: int) -> None:
+        self.path = out / CHECKPOINT_DIR / f"{name}.pt"
+        self.every = every
+        self.losses: list[float] = []
+        self.start = 0
+
+    def load(self, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> None:
+        if not self.path.exists():
+            return
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+        optimizer.load_state_dict(state["optimizer"])
+        self.losses = list(state["losses"])
+        self.start = int(state["step"])
+
+    def save(self, step: int, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: m.state_dict() for k, m in modules.items()}
+        state.update(optimizer=optimizer.state_dict(), losses=self.losses, step=step)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def maybe_save(self, step: int, modules, optimizer) -> None:
+        if self.every and step % self.every == 0:
+            self.save(step, modules, optimizer)
+
+
+def _loop(
+    name: str,
+    out: Path,
+    cfg: BuildConfig,
+    steps: StageSteps,
+    modules: dict[str, torch.nn.Module],
+    params: list[torch.nn.Parameter],
+    step_fn: Callable[[int], torch.Tensor],
+    ema: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+) -> list[float]:
+    """AdamW + cosine decay over `steps.steps`, checkpointing every `cfg.checkpoint_every` steps."""
+    from tqdm.auto import tqdm
+
+    optimizer = torch.optim.AdamW(params, lr=steps.lr, weight_decay=0.0)
+    stage = _Stage(out, name, cfg.checkpoint_every)
+    stage.load(modules, optimizer)
+    bar = tqdm(total=steps.steps, initial=stage.start, desc=f"shapes {name}", mininterval=5)
+    for step in range(stage.start, steps.steps):
+        for group in optimizer.param_groups:  # cosine decay with a 5% linear warm-up
+            warm = max(1, steps.steps // 20)
+            progress = (step - warm) / max(1, steps.steps - warm)
+            factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * progress))
+            group["lr"] = steps.lr * factor
+        loss = step_fn(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if ema is not None:
+            with torch.no_grad():
+                live, avg = ema
+                decay = min(EMA_DECAY, (1 + step) / (10 + step))  # short warm-up of the average
+                for p_avg, p in zip(avg.parameters(), live.parameters(), strict=True):
+                    p_avg.lerp_(p, 1 - decay)
+        stage.losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{stage.losses[-1]:.4f}")
+        stage.maybe_save(step + 1, modules, optimizer)
+    bar.close()
+    return stage.losses
+
+
+def _write_stage(out: Path, name: str, save: Callable[[Path], None], info: dict) -> None:
+    dest = out / name
+    with atomic_dir(dest) as tmp:
+        save(tmp)
+        (tmp / "stage.json").write_text(json.dumps(info, indent=1) + "\n")
+
+
+def _encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    ids = tokenizer(
+        captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
+    ).input_ids
+    return text_encoder(ids).last_hidden_state
+
+
+# ---- stage 1: tiny CLIP ----------------------------------------------------------------------------------
+
+
+def clip_model():
+    from transformers import CLIPConfig, CLIPModel
+
+    tokenizer = build_tokenizer()
+    text = dict(W.CLIP_TEXT, vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    config = CLIPConfig(text_config=text, vision_config=dict(W.CLIP_VISION), projection_dim=W.TEXT_WIDTH)
+    return CLIPModel(config), tokenizer
+
+
+def _clip_inputs(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> CLIP-normalised [B, 3, H, W] (the reward's own preprocessing)."""
+    from ..rewards.frames import preprocess_tensor
+
+    x = torch.from_numpy(frames).float().div(255.0).permute(0, 3, 1, 2)
+    return preprocess_tensor(x, W.IMAGE_SIZE)
+
+
+def contrastive_loss(model, tokenizer, frames: np.ndarray, captions: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE with soft targets: equal captions in a batch are all positives."""
+    tokens = tokenizer(
+        captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
+    )
+    out = model(input_ids=tokens.input_ids, pixel_values=_clip_inputs(frames))
+    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
+    targets = same / same.sum(1, keepdim=True)
+    logits = out.logits_per_image
+    return 0.5 * (
+        torch.sum(-targets * logits.log_softmax(1), 1).mean()
+        + torch.sum(-targets * logits.T.log_softmax(1), 1).mean()
+    )
+
+
+def train_clip(out: Path, cfg: BuildConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = clip_model()
+    s = cfg.clip
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "clip", step)
+        samples = [shapes_data.make_sample(rng, video=False) for _ in range(s.batch)]
+        frames = np.stack([x.frames[0] for x in samples])
+        return contrastive_loss(model, tokenizer, frames, [x.caption for x in samples])
+
+    losses = _loop("clip", out, cfg, s, {"model": model}, list(model.parameters()), step_fn)
+
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp / "clip")
+        tokenizer.save_pretrained(tmp / "clip")
+
+    _write_stage(out, "clip", save, {"losses": losses, "params": _count(model), "steps": s.steps})
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def text_encoder_from_clip(folder: Path):
+    """The frozen CLIPTextModel (last hidden state, as SD) taken out of the stage-1 CLIP."""
+    from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
+
+    clip = CLIPModel.from_pretrained(folder / "clip")
+    text = CLIPTextModel(clip.config.text_config)
+    text.load_state_dict(clip.text_model.state_dict())
+    return text.eval().requires_grad_(False), CLIPTokenizer.from_pretrained(folder / "clip")
+
+
+# ---- stage 2: VAE ------------------------------------------------------------------------------------------
+
+
+def train_vae(out: Path, cfg: BuildConfig) -> None:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(cfg.seed + 1)
+    vae = AutoencoderKL(**W.VAE)
+    s = cfg.vae
+    # KL weight: enough to keep latents near N(0, 1)-sized, small enough for sharp reconstructions.
+    kl_weight = 1e-6
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "vae", step)
+        frames, _ = _batch(rng, s.batch, video=False)
+        x = _to_tensor(frames[:, 0])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        return F.l1_loss(recon, x) + F.mse_loss(recon, x) + kl_weight * posterior.kl().mean()
+
+    losses = _loop("vae", out, cfg, s, {"vae": vae}, list(vae.parameters()), step_fn)
+    with torch.no_grad():
+        frames, _ = _batch(np.random.default_rng([cfg.seed, 99]), 256, video=False)
+        latents = vae.encode(_to_tensor(frames[:, 0])).latent_dist.mean
+    # As SD's 0.18215: scale latents to unit variance for the diffusion models.
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    _write_stage(
+        out,
+        "vae",
+        lambda tmp: vae.save_pretrained(tmp / "vae"),
+        {
+            "losses": losses,
+            "params": _count(vae),
+            "steps": s.steps,
+            "scaling_factor": vae.config.scaling_factor,
+        },
+    )
+
+
+def _batch(rng: np.random.Generator, count: int, *, video: bool) -> tuple[np.ndarray, list[str]]:
+    samples = [shapes_data.make_sample(rng, video=video) for _ in range(count)]
+    return np.stack([x.frames for x in samples]), [x.caption for x in samples]
+
+
+def _load_vae(out: Path, stage: str | None = None):
+    """The VAE after the `decoder` stage when it is done (same latents, sharper decoder), else `vae`'s."""
+    from diffusers import AutoencoderKL
+
+    stage = stage or ("decoder" if (out / "decoder" / "stage.json").exists() else "vae")
+    return AutoencoderKL.from_pretrained(out / stage / "vae").eval().requires_grad_(False)
+
+
+def train_decoder(out: Path, cfg: BuildConfig) -> None:
+    """Sharpen the decoder with L1 while the encoder stays frozen: the latent space (and so every model
+    trained on it) is unchanged, only decoding improves (the VAE stage alone leaves edges soft)."""
+    torch.manual_seed(cfg.seed + 5)
+    vae = _load_vae(out, "vae")
+    trainable = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+    s = cfg.decoder
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "decoder", step)
+        frames, _ = _batch(rng, s.batch, video=False)
+        x = _to_tensor(frames[:, 0])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample(gen)
+        return F.l1_loss(vae.decode(z).sample, x)
+
+    vae.decoder.train()
+    losses = _loop("decoder", out, cfg, s, {"vae": vae}, trainable, step_fn)
+    _write_stage(
+        out,
+        "decoder",
+        lambda tmp: vae.save_pretrained(tmp / "vae"),
+        {"losses": losses, "params": sum(p.numel() for p in trainable), "steps": s.steps},
+    )
+
+
+# ---- stages 3 and 4: the denoisers -----------------------------------------------------------------------
+
+
+def _noise_scheduler():
+    from diffusers import DDPMScheduler
+
+    keys = (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "clip_sample",
+        "prediction_type",
+    )
+    return DDPMScheduler(**{k: W.SCHEDULER[k] for k in keys})
+
+
+def _diffusion_loss(unet, scheduler, latents: torch.Tensor, context: torch.Tensor, gen: torch.Generator):
+    noise = torch.randn(latents.shape, generator=gen)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+    noisy = scheduler.add_noise(latents, noise, t)
+    return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, noise)
+
+
+def train_t2i(out: Path, cfg: BuildConfig) -> None:
+    import copy
+
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(cfg.seed + 2)
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    vae = _load_vae(out)
+    sf = vae.config.scaling_factor
+    unet = UNet2DConditionModel(**W.UNET2D)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    scheduler = _noise_scheduler()
+    s = cfg.t2i
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "t2i", step)
+        frames, captions = _batch(rng, s.batch, video=False)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            latents = vae.encode(_to_tensor(frames[:, 0])).latent_dist.sample(gen) * sf
+            context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+        return _diffusion_loss(unet, scheduler, latents, context, gen)
+
+    losses = _loop(
+        "t2i", out, cfg, s, {"unet": unet, "ema": ema}, list(unet.parameters()), step_fn, (unet, ema)
+    )
+    _write_stage(
+        out,
+        "t2i",
+        lambda tmp: ema.save_pretrained(tmp / "unet"),
+        {"losses": losses, "params": _count(unet), "steps": s.steps, "ema_decay": EMA_DECAY},
+    )
+
+
+def video_unet_from_image(image_unet) -> tuple[torch.nn.Module, dict]:
+    """A UNet3DConditionModel with every spatial weight of `image_unet`; temporal layers start as the
+    identity (output projections zeroed), so at step 0 it is the image model applied per frame."""
+    from diffusers import UNet3DConditionModel
+
+    unet = UNet3DConditionModel(**W.UNET3D)
+    image_state = image_unet.state_dict()
+    state = unet.state_dict()
+    carried = [k for k, v in image_state.items() if k in state and state[k].shape == v.shape]
+    unet.load_state_dict({**state, **{k: image_state[k] for k in carried}})
+    with torch.no_grad():
+        for name, module in unet.named_modules():
+            if name.endswith(("temp_attentions.0.proj_out", "temp_attentions.1.proj_out")) or (
+                name == "transformer_in.proj_out"
+            ):
+                module.weight.zero_()
+                module.bias.zero_()
+    return unet, {"carried": len(carried), "image_keys": len(image_state), "video_keys": len(state)}
+
+
+def train_t2v(out: Path, cfg: BuildConfig) -> None:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(cfg.seed + 3)
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    vae = _load_vae(out)
+    sf = vae.config.scaling_factor
+    unet, carried = video_unet_from_image(UNet2DConditionModel.from_pretrained(out / "t2i" / "unet"))
+    scheduler = _noise_scheduler()
+    s = cfg.t2v
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "t2v", step)
+        frames, captions = _batch(rng, s.batch, video=True)  # [B, F, H, W, 3]
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            x = _to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
+            latents = vae.encode(x).latent_dist.sample(gen) * sf
+            latents = rearrange(latents, "(b f) c h w -> b c f h w", b=s.batch)
+            context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+        return _diffusion_loss(unet, scheduler, latents, context, gen)
+
+    losses = _loop("t2v", out, cfg, s, {"unet": unet}, list(unet.parameters()), step_fn)
+    _write_stage(
+        out,
+        "t2v",
+        lambda tmp: unet.save_pretrained(tmp / "unet"),
+        {"losses": losses, "params": _count(unet), "steps": s.steps, **carried},
+    )
+
+
+# ---- pipelines -----------------------------------------------------------------------------------------
+
+
+def image_pipeline(out: Path):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    return StableDiffusionPipeline(
+        vae=_load_vae(out),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(out / "t2i" / "unet"),
+        scheduler=DDIMScheduler(**W.SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def video_pipeline(out: Path):
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    return TextToVideoSDPipeline(
+        vae=_load_vae(out),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=UNet3DConditionModel.from_pretrained(out / "t2v" / "unet"),
+        scheduler=DDIMScheduler(**W.SCHEDULER),
+    )
+
+
+@torch.no_grad()
+def sample_images(
+    pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float, negative=None, batch=64
+) -> np.ndarray:
+    """float [N, H, W, 3] in [0, 1]; sample i from its own seed (same noise whatever the batching)."""
+    out = []
+    for start in range(0, len(prompts), batch):
+        p, sd = prompts[start : start + batch], seeds[start : start + batch]
+        shape = (W.LATENT_CHANNELS, W.LATENT_SIZE, W.LATENT_SIZE)
+        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in sd])
+        kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
+        if isinstance(negative, torch.Tensor):
+            kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
+        images = pipe(
+            prompt=p,
+            latents=latents,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            output_type="np",
+            height=W.IMAGE_SIZE,
+            width=W.IMAGE_SIZE,
+            **kwargs,
+        ).images
+        out.append(np.asarray(images, dtype=np.float32))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def sample_videos(
+    pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float, negative=None, batch=8
+) -> np.ndarray:
+    """float [N, F, H, W, 3] in [0, 1]; video i from its own seed."""
+    out = []
+    for start in range(0, len(prompts), batch):
+        p, sd = prompts[start : start + batch], seeds[start : start + batch]
+        shape = (W.LATENT_CHANNELS, W.FRAMES, W.LATENT_SIZE, W.LATENT_SIZE)
+        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in sd])
+        kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
+        if isinstance(negative, torch.Tensor):
+            kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
+        frames = pipe(
+            prompt=p,
+            latents=latents,
+            num_frames=W.FRAMES,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            output_type="np",
+            height=W.IMAGE_SIZE,
+            width=W.IMAGE_SIZE,
+            **kwargs,
+        ).frames
+        out.append(np.asarray(frames, dtype=np.float32))
+    return np.concatenate(out)
+
+
+# ---- stage 5: reward --------------------------------------------------------------------------------------
+
+
+def _perturbed(a: shapes_data.Attributes, rng: np.random.Generator) -> shapes_data.Attributes:
+    """The same attributes with one changed (colour, shape or background): a wrong render of a prompt."""
+    which = rng.integers(3)
+    colours = [c for c in W.COLOURS if c not in (a.colour, a.background)]
+    if which == 0:
+        return shapes_data.Attributes(a.shape, str(rng.choice(colours)), a.background, a.direction)
+    if which == 1:
+        return shapes_data.Attributes(
+            str(rng.choice([s for s in W.SHAPES if s != a.shape])), a.colour, a.background, a.direction
+        )
+    return shapes_data.Attributes(a.shape, a.colour, str(rng.choice(colours)), a.direction)
+
+
+def reward_pool(out: Path, cfg: BuildConfig) -> tuple[list[str], np.ndarray]:
+    """Generated t2i samples of training prompts at each of REWARD_GUIDANCES: prompts and uint8 frames."""
+    train_prompts, _ = shapes_data.split_prompts()
+    rng = np.random.default_rng([cfg.seed, 77])
+    prompts = [str(p) for p in rng.choice(train_prompts, size=cfg.reward_pool_prompts)]
+    pipe = image_pipeline(out)
+    pipe.set_progress_bar_config(disable=True)
+    all_prompts, all_frames = [], []
+    for g, guidance in enumerate(REWARD_GUIDANCES):
+        seeds = [10_000 * (g + 1) + i for i in range(len(prompts))]
+        images = sample_images(pipe, prompts, seeds, steps=cfg.eval_steps, guidance=guidance)
+        all_prompts += prompts
+        all_frames.append((images * 255).round().astype(np.uint8))
+    return all_prompts, np.concatenate(all_frames)
+
+
+def train_reward(out: Path, cfg: BuildConfig) -> None:
+    from transformers import CLIPModel
+
+    torch.manual_seed(cfg.seed + 4)
+    model = CLIPModel.from_pretrained(out / "clip" / "clip")
+    tokenizer = build_tokenizer()
+    pool_prompts, pool_frames = reward_pool(out, cfg)
+    by_prompt: dict[str, list[int]] = {}
+    for i, p in enumerate(pool_prompts):
+        by_prompt.setdefault(p, []).append(i)
+    keys = sorted(by_prompt)
+    s = cfg.reward
+
+    def candidates(prompt: str, rng: np.random.Generator) -> list[np.ndarray]:
+        """Frames for one prompt: its generated samples, a clean, a degraded and a wrong render."""
+        a = shapes_data.parse_caption(prompt)
+        out_frames = [pool_frames[i] for i in by_prompt[prompt]]
+        out_frames.append(shapes_data.render(a, rng, frames=1)[0])
+        kind = str(rng.choice(shapes_data.IMAGE_DEGRADATIONS))
+        out_frames.append(shapes_data.render(a, rng, frames=1, degradations=(kind,))[0])
+        out_frames.append(shapes_data.render(_perturbed(a, rng), rng, frames=1)[0])
+        return out_frames
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "reward", step)
+        winners, losers, prompts = [], [], []
+        while len(prompts) < s.batch:
+            prompt = keys[int(rng.integers(len(keys)))]
+            frames = candidates(prompt, rng)
+            i, j = rng.choice(len(frames), size=2, replace=False)
+            ai, aj = judge(frames[i], prompt)["accuracy"], judge(frames[j], prompt)["accuracy"]
+            if ai == aj:
+                continue
+            win, lose = (i, j) if ai > aj else (j, i)
+            winners.append(frames[win])
+            losers.append(frames[lose])
+            prompts.append(prompt)
+        tokens = tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
+        )
+        pixels = _clip_inputs(np.stack(winners + losers))
+        scores = _clip_scores(model, tokens.input_ids.repeat(2, 1), pixels)
+        return -F.logsigmoid(scores[: len(prompts)] - scores[len(prompts) :]).mean()
+
+    losses = _loop("reward", out, cfg, s, {"model": model}, list(model.parameters()), step_fn)
+    model.eval()
+    with torch.no_grad():
+        tokens = tokenizer(
+            pool_prompts, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
+        )
+        scores = torch.cat(
+            [
+                _clip_scores(model, tokens.input_ids[i : i + 256], _clip_inputs(pool_frames[i : i + 256]))
+                for i in range(0, len(pool_prompts), 256)
+            ]
+        )
+        norm = {"mean": float(scores.mean()), "std": float(scores.std())}
+
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp / "reward")
+        tokenizer.save_pretrained(tmp / "reward")
+        (tmp / "reward" / REWARD_NORM_FILE).write_text(json.dumps(norm, indent=1) + "\n")
+
+    _write_stage(out, "reward", save, {"losses": losses, "params": _count(model), "steps": s.steps, **norm})
+
+
+def _clip_scores(model, input_ids: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """PickScore's score: exp(logit_scale) * cos(image, text), one per row."""
+    text = model.get_text_features(input_ids=input_ids)
+    image = model.get_image_features(pixel_values=pixels)
+    text = getattr(text, "pooler_output", text)
+    image = getattr(image, "pooler_output", image)
+    cos = (F.normalize(text, dim=-1) * F.normalize(image, dim=-1)).sum(-1)
+    return model.logit_scale.exp() * cos
+
+
+# ---- stage 6: export -------------------------------------------------------------------------------------
+
+
+def evaluate_generators(out: Path, cfg: BuildConfig) -> dict:
+    """Judge accuracy of both generators on held-out prompts x seeds (null negative)."""
+    from ..models.shapes.judge import judge_many
+
+    _, held = shapes_data.split_prompts()
+    prompts = [held[i % len(held)] for i in range(cfg.eval_prompts)]
+    rows = [(p, s) for p in prompts for s in range(cfg.eval_seeds)]
+    result = {}
+    pipe = image_pipeline(out)
+    pipe.set_progress_bar_config(disable=True)
+    images = sample_images(
+        pipe, [p for p, _ in rows], [s for _, s in rows], steps=cfg.eval_steps, guidance=cfg.eval_guidance
+    )
+    result["t2i"] = judge_many(list(images), [p for p, _ in rows])
+    pipe = video_pipeline(out)
+    pipe.set_progress_bar_config(disable=True)
+    videos = sample_videos(
+        pipe, [p for p, _ in rows], [s for _, s in rows], steps=cfg.eval_steps, guidance=cfg.eval_guidance
+    )
+    result["t2v"] = judge_many(list(videos), [p for p, _ in rows])
+    result["settings"] = {"steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "seeds": cfg.eval_seeds}
+    return result
+
+
+def export(out: Path, cfg: BuildConfig) -> None:
+    from transformers import CLIPModel
+
+    evaluation = evaluate_generators(out, cfg)
+
+    def save(tmp: Path) -> None:
+        for name, pipe in (("t2i", image_pipeline(out)), ("t2v", video_pipeline(out))):
+            pipe.to(torch.float16).save_pretrained(tmp / name, safe_serialization=True)
+        reward = CLIPModel.from_pretrained(out / "reward" / "reward").to(torch.float16)
+        reward.save_pretrained(tmp / "reward")
+        build_tokenizer().save_pretrained(tmp / "reward")
+        norm = (out / "reward" / "reward" / REWARD_NORM_FILE).read_text()
+        (tmp / "reward" / REWARD_NORM_FILE).write_text(norm)
+
+    _write_stage(out, "export", save, {"judge": evaluation})
+
+
+RUNNERS = {
+    "clip": train_clip,
+    "vae": train_vae,
+    "decoder": train_decoder,
+    "t2i": train_t2i,
+    "t2v": train_t2v,
+    "reward": train_reward,
+    "export": export,
+}
+
+
+def build(
+    out: str | Path, cfg: BuildConfig, *, resume: bool = False, stages: tuple[str, ...] = STAGES
+) -> dict:
+    """Run the stages in order; completed ones (their OUT/<stage>/ exists) are skipped on resume."""
+    out = Path(out)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise UsageError(f"--stages {','.join(unknown)}: unknown; expected some of {','.join(STAGES)}")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise UsageError(f"--out {out}: exists and is not empty; pass --resume to continue that build")
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "build_config.json"
+    wanted = asdict(cfg)
+    if config_path.exists():
+        # Finished stages must have been built with these settings; later ones may change.
+        saved = json.loads(config_path.read_text())
+        done = [s for s in STAGES if (out / s / "stage.json").exists() and s in wanted]
+        changed = [s for s in ("seed", *done) if saved.get(s) != wanted[s]]
+        if changed:
+            raise UsageError(
+                f"--resume {out}: finished stages {changed} were built with other settings ({config_path}); "
+                "resume with the same options or start a new --out"
+            )
+    with atomic_path(config_path) as tmp:
+        tmp.write_text(json.dumps(wanted, indent=1) + "\n")
+    timings = {}
+    for stage in stages:
+        if (out / stage / "stage.json").exists():
+            continue
+        start = time.perf_counter()
+        RUNNERS[stage](out, cfg)
+        timings[stage] = round(time.perf_counter() - start, 1)
+        info = json.loads((out / stage / "stage.json").read_text())
+        info["seconds"] = timings[stage]
+        with atomic_path(out / stage / "stage.json") as tmp:
+            tmp.write_text(json.dumps(info, indent=1) + "\n")
+    return timings

@@ -1,0 +1,134 @@
+"""Measure arms (null text, a handcrafted negative, ReNeg embeddings) on a shapes model with the judge
+and the shapes reward: the same prompts x seeds, the same initial noise in every arm.
+
+Per arm: mean judge accuracy, share of samples passing every check, per-check means, mean reward, each
+with a 95% interval (normal approximation over samples). Per embedding arm vs each other arm: the
+per-prompt win rate by judge accuracy and by reward (prompt won when its mean over seeds is higher, ties
+half), with a 95% percentile-bootstrap interval over prompts.
+
+Shape legend: N samples (prompts x seeds), F frames, H x W pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..models.shapes.judge import CHECKS, judge, mean_interval
+from ..models.shapes.world import HANDCRAFTED_NEGATIVE
+from .shapes_build import sample_images, sample_videos
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    negative: str | torch.Tensor | None  # None: null text (the empty prompt)
+
+
+def bootstrap_win_rate(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
+    """Share of prompts where a > b (ties half) with a 95% percentile-bootstrap interval over prompts."""
+    wins = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+    rng = np.random.default_rng(seed)
+    stats = np.sort(rng.choice(wins, size=(BOOTSTRAP_RESAMPLES, wins.size)).mean(1))
+    low, high = np.quantile(stats, [0.025, 0.975])
+    return {"rate": float(wins.mean()), "low": float(low), "high": float(high), "prompts": int(wins.size)}
+
+
+def _interval(values) -> dict:
+    m, low, high = mean_interval(values)
+    return {"mean": m, "low": low, "high": high}
+
+
+def run_arms(
+    pipe,
+    video: bool,
+    arms: list[Arm],
+    prompts: list[str],
+    seeds: int,
+    *,
+    steps: int,
+    guidance: float,
+    reward=None,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Render and score every arm; returns the report and the frames per arm ([N, F, H, W, 3])."""
+    rows = [(p, s) for p in prompts for s in range(seeds)]
+    row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
+    sample = sample_videos if video else sample_images
+    report: dict = {"prompts": len(prompts), "seeds": seeds, "steps": steps, "guidance": guidance, "arms": {}}
+    per_prompt: dict[str, dict[str, np.ndarray]] = {}
+    frames_by_arm = {}
+    for arm in arms:
+        frames = sample(pipe, row_prompts, row_seeds, steps=steps, guidance=guidance, negative=arm.negative)
+        if not video:
+            frames = frames[:, None]
+        frames_by_arm[arm.name] = frames
+        judged = [judge(f, p) for f, p in zip(frames, row_prompts, strict=True)]
+        acc = np.array([j["accuracy"] for j in judged])
+        entry = {
+            "judge_accuracy": _interval(acc),
+            "passed": _interval([j["passed"] for j in judged]),
+            "checks": {k: float(np.mean([j[k] for j in judged if k in j])) for k in CHECKS if k in judged[0]},
+        }
+        scores = None
+        if reward is not None:
+            with torch.no_grad():
+                scores = np.array(
+                    [
+                        float(reward.score_frames(torch.from_numpy(f).permute(0, 3, 1, 2), p).mean())
+                        for f, p in zip(frames, row_prompts, strict=True)
+                    ]
+                )
+            entry["reward"] = _interval(scores)
+        report["arms"][arm.name] = entry
+        per_prompt[arm.name] = {
+            "judge": acc.reshape(len(prompts), seeds).mean(1),
+            **({"reward": scores.reshape(len(prompts), seeds).mean(1)} if scores is not None else {}),
+        }
+    wins = {}
+    for arm in arms:
+        if not isinstance(arm.negative, torch.Tensor):
+            continue
+        for other in arms:
+            if other.name == arm.name:
+                continue
+            for metric in per_prompt[arm.name]:
+                key = f"{arm.name}>{other.name} ({metric})"
+                wins[key] = bootstrap_win_rate(per_prompt[arm.name][metric], per_prompt[other.name][metric])
+    report["win_rates"] = wins
+    return report, frames_by_arm
+
+
+def picture_grid(
+    frames_by_arm: dict[str, np.ndarray], prompts: list[str], seeds: int, rows: int, path
+) -> None:
+    """PNG: one row per prompt (seed 0), arms side by side, every frame of a video left to right."""
+    from PIL import Image, ImageDraw
+
+    scale, gap = 3, 6
+    arms = list(frames_by_arm)
+    sample = next(iter(frames_by_arm.values()))
+    f, h, w = sample.shape[1:4]
+    label_w = 330
+    cell_w = f * w * scale
+    width = label_w + len(arms) * (cell_w + gap)
+    height = 20 + rows * (h * scale + gap)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for a, arm in enumerate(arms):
+        draw.text((label_w + a * (cell_w + gap), 4), arm, fill=(0, 0, 0))
+    for r in range(min(rows, len(prompts))):
+        y = 20 + r * (h * scale + gap)
+        draw.text((4, y + h * scale // 2 - 6), prompts[r][:52], fill=(0, 0, 0))
+        for a, arm in enumerate(arms):
+            strip = np.concatenate(list(frames_by_arm[arm][r * seeds]), axis=1)  # [H, F*W, 3]
+            image = Image.fromarray((np.clip(strip, 0, 1) * 255).round().astype(np.uint8))
+            image = image.resize((cell_w, h * scale), Image.NEAREST)
+            canvas.paste(image, (label_w + a * (cell_w + gap), y))
+    canvas.save(path)
+
+
+__all__ = ["HANDCRAFTED_NEGATIVE", "Arm", "bootstrap_win_rate", "picture_grid", "run_arms"]

@@ -1,0 +1,285 @@
+"""The shapes world (issue 12): data, judge, tokenizer, reward, the shipped models and a reduced build.
+
+Thresholds on trained models are set from measurement with margin; each comment gives the value seen.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reneg_video.commands.video import main as cli_main
+from reneg_video.core.encoders import FAMILIES, SHAPES_TOKENS, SHAPES_WIDTH
+from reneg_video.models.shapes import data, judge
+from reneg_video.models.shapes import world as W
+from reneg_video.models.shapes.tokenizer import build_tokenizer
+
+HELD_OUT = data.split_prompts()[1]
+
+# Thresholds set from measurement, with margin (each measured value is in the comment).
+# shapes-t2i, 24 held-out prompts, seed 0, 20 DDIM steps, guidance 5: measured 0.642.
+T2I_MIN_ACCURACY = 0.55
+# shapes-t2v, 8 held-out prompts, seed 0: measured 0.583 (background 1.0, colour 1.0, shape 0.5, motion 0.0).
+T2V_MIN_ACCURACY = 0.48
+# shapes-reward ranks a clean render above a degraded one (judge decides): measured 27/40 = 0.675.
+REWARD_MIN_AGREEMENT = 0.55
+# Reduced build (BuildConfig.quick): mean loss of the last fifth over the first fifth; measured clip 0.78,
+# vae 0.92, t2i 0.54.
+QUICK_LOSS_RATIO = {"clip": 0.9, "vae": 0.97, "t2i": 0.75}
+
+
+# ---- data and judge ----------------------------------------------------------------------------------------
+
+
+def test_data_is_deterministic_from_the_seed():
+    a, caps_a = data.make_batch(3, 6, video=True)
+    b, caps_b = data.make_batch(3, 6, video=True)
+    c, _ = data.make_batch(4, 6, video=True)
+    assert caps_a == caps_b and np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.shape == (6, W.FRAMES, W.IMAGE_SIZE, W.IMAGE_SIZE, 3) and a.dtype == np.uint8
+
+
+def test_captions_follow_the_grammar_and_parse_back():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        s = data.make_sample(rng, video=True)
+        assert data.parse_caption(s.caption) == s.attributes
+        assert s.caption.endswith(f"on a {s.attributes.background} background")
+    assert data.caption_for(data.Attributes("circle", "red", "blue", "left")) == (
+        "a red circle moving left on a blue background"
+    )
+
+
+def test_prompt_files_are_the_split():
+    from reneg_video.models import shapes
+
+    folder = __import__("pathlib").Path(shapes.__file__).parent / "prompts"
+    train, held = data.split_prompts()
+    assert (folder / "train.txt").read_text().split("\n")[:-1] == train
+    assert (folder / "heldout.txt").read_text().split("\n")[:-1] == held
+    assert not set(train) & set(held)
+
+
+def test_judge_passes_clean_data_and_fails_each_degradation():
+    rng = np.random.default_rng(5)
+    clean = [data.make_sample(rng, video=True, degrade_prob=0.0) for _ in range(60)]
+    result = judge.judge_many([s.frames for s in clean], [s.caption for s in clean])
+    assert result["accuracy"] >= 0.98  # measured 0.999 on 300 clean videos
+    for kind, check in (
+        ("missing", "present"),
+        ("wrong_shape", "shape"),
+        ("noise", "crisp"),
+        ("faded", "crisp"),
+        ("blur", "crisp"),
+    ):
+        videos, prompts = [], []
+        for _ in range(20):
+            a = data.random_attributes(rng, True)
+            videos.append(data.render(a, rng, degradations=(kind,)))
+            prompts.append(data.caption_for(a))
+        degraded = judge.judge_many(videos, prompts)
+        # measured on 200 videos each (scripts/shapes_judge_table.py): missing present 0.0, wrong_shape
+        # shape 0.001, noise/faded crisp 0.0, blur crisp 0.029
+        assert degraded[check] <= 0.5, (kind, degraded)
+        assert degraded["accuracy"] < result["accuracy"]
+
+
+def test_judge_reads_motion_direction():
+    rng = np.random.default_rng(1)
+    a = data.Attributes("square", "yellow", "black", "right")
+    frames = data.render(a, rng)
+    assert judge.judge(frames, data.caption_for(a))["motion"] == 1.0
+    assert judge.judge(frames[::-1], data.caption_for(a))["motion"] == 0.0  # played backwards: moving left
+    assert judge.judge(frames, "a yellow square moving left on a black background")["motion"] == 0.0
+
+
+# ---- tokenizer and encoder family --------------------------------------------------------------------------
+
+
+def test_tokenizer_makes_each_grammar_word_one_token():
+    tok = build_tokenizer()
+    assert tok.model_max_length == W.TEXT_TOKENS
+    ids = tok("a blurry red circle moving left on a blue background").input_ids
+    assert len(ids) == 2 + 10  # start, 10 words, end
+    assert len(tok(W.HANDCRAFTED_NEGATIVE).input_ids) <= W.TEXT_TOKENS
+
+
+def test_shapes_family_matches_the_world():
+    family = FAMILIES["shapes-clip"]
+    assert (SHAPES_TOKENS, SHAPES_WIDTH) == (W.TEXT_TOKENS, W.TEXT_WIDTH)
+    assert family.width == W.TEXT_WIDTH and family.tokens == (W.TEXT_TOKENS,)
+    assert all(f.width != family.width for f in FAMILIES.values() if f is not family)
+
+
+def test_released_sd21_file_is_refused_on_shapes_t2v(tmp_path, capsys, sd21_file):
+    code = cli_main(["--model", "shapes-t2v", "--neg", str(sd21_file), "--prompt", "a red circle",
+                     "--out", str(tmp_path / "x.mp4")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "1024" in err and "128" in err and "shapes-t2v" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_shapes_embedding_is_refused_by_zeroscope(tmp_path, capsys):
+    from reneg_video.core.embedding import NegativeEmbedding
+
+    path = tmp_path / "shapes.bin"
+    NegativeEmbedding(torch.zeros(1, W.TEXT_TOKENS, W.TEXT_WIDTH), None, FAMILIES["shapes-clip"]).save(path)
+    code = cli_main(["--model", "tiny-zeroscope", "--neg", str(path), "--prompt", "x",
+                     "--out", str(tmp_path / "x.mp4")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "128" in err and "1024" in err
+
+
+# ---- build command -----------------------------------------------------------------------------------------
+
+
+def test_build_refuses_bad_arguments(tmp_path, capsys):
+    from reneg_video.commands.build_shapes import main
+
+    assert main(["--out", str(tmp_path / "b"), "--stages", "clip,bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    assert main(["--out", str(tmp_path / "full"), "--quick"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "c"), "--seed", "-1"]) == 2
+
+
+# ---- shipped models ----------------------------------------------------------------------------------------
+
+# Fixed held-out sets: the first prompts of the held-out split, seed 0, the spec's defaults.
+T2I_PROMPTS = HELD_OUT[:24]
+T2V_PROMPTS = HELD_OUT[:8]
+
+
+@pytest.fixture(scope="module")
+def t2i():
+    from reneg_video.models.pipeline import load_pipeline
+
+    torch.set_num_threads(1)  # the tests share a small machine; two threads contend badly there
+    pipe = load_pipeline("shapes-t2i", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _t2i_accuracy(pipe, negative=None, prompts=T2I_PROMPTS, seeds=(0,)) -> np.ndarray:
+    from reneg_video.training.shapes_build import sample_images
+
+    spec = pipe.reneg_spec
+    rows = [(p, s) for p in prompts for s in seeds]
+    images = sample_images(
+        pipe, [p for p, _ in rows], [s for _, s in rows], steps=spec.defaults.steps,
+        guidance=spec.defaults.guidance, negative=negative,
+    )  # fmt: skip
+    return np.array([judge.judge(im, p)["accuracy"] for im, (p, _) in zip(images, rows, strict=True)])
+
+
+def test_shipped_t2i_draws_what_prompts_say(t2i):
+    acc = _t2i_accuracy(t2i)
+    assert acc.mean() >= T2I_MIN_ACCURACY, acc.mean()
+
+
+def test_shipped_t2v_moves_as_prompts_say():
+    from reneg_video.models.pipeline import load_pipeline
+    from reneg_video.training.shapes_build import sample_videos
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline("shapes-t2v", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    d = pipe.reneg_spec.defaults
+    videos = sample_videos(pipe, T2V_PROMPTS, [0] * len(T2V_PROMPTS), steps=d.steps, guidance=d.guidance)
+    assert videos.shape == (len(T2V_PROMPTS), W.FRAMES, W.IMAGE_SIZE, W.IMAGE_SIZE, 3)
+    result = judge.judge_many(list(videos), T2V_PROMPTS)
+    assert result["accuracy"] >= T2V_MIN_ACCURACY, result
+
+
+def test_shapes_reward_prefers_what_the_judge_prefers():
+    from reneg_video.rewards import load_reward
+
+    reward = load_reward("shapes-reward")
+    rng = np.random.default_rng(11)
+    agree = total = 0
+    for prompt in HELD_OUT[:40]:
+        a = data.parse_caption(prompt)
+        good = data.render(a, rng, frames=1)
+        bad = data.render(a, rng, frames=1, degradations=(str(rng.choice(data.IMAGE_DEGRADATIONS)),))
+        if judge.judge(good, prompt)["accuracy"] == judge.judge(bad, prompt)["accuracy"]:
+            continue
+        scores = reward.score_frames(np.concatenate([good, bad]), prompt)
+        agree += int(scores[0] > scores[1])
+        total += 1
+    assert agree / total >= REWARD_MIN_AGREEMENT, (agree, total)
+    frames = torch.rand(2, 3, W.IMAGE_SIZE, W.IMAGE_SIZE, requires_grad=True)
+    reward.score_frames(frames, HELD_OUT[0]).sum().backward()
+    assert frames.grad is not None and frames.grad.abs().sum() > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: ReNeg does not help here by the judge: 0.670 vs null 0.680 on 60 held-out prompts x 2 "
+    "seeds (shapes-reward rises, the judge stays flat; see docs/shapes.md). Remove the mark when it does.",
+)
+def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
+    from reneg_video.core.embedding import load_embedding
+
+    folder = W.weights_root()
+    released = load_embedding(folder / W.RENEG_BIN)
+    project = load_embedding(folder / W.RENEG_SAFETENSORS)
+    assert released.family.name == project.family.name == "shapes-clip"
+    assert torch.equal(released.tensor, project.tensor)
+    seeds = (0, 1)
+    null = _t2i_accuracy(t2i, None, HELD_OUT, seeds)
+    reneg = _t2i_accuracy(t2i, released.tensor, HELD_OUT, seeds)
+    assert reneg.mean() > null.mean(), (reneg.mean(), null.mean())
+
+
+# ---- a reduced build learns --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_build(tmp_path_factory):
+    from reneg_video.training.shapes_build import BuildConfig, build
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("shapes") / "build"
+    build(out, BuildConfig.quick(), stages=("clip", "vae", "t2i"))
+    return out
+
+
+def test_quick_build_losses_fall(quick_build):
+    for stage, ratio in QUICK_LOSS_RATIO.items():
+        losses = json.loads((quick_build / stage / "stage.json").read_text())["losses"]
+        k = max(2, len(losses) // 5)
+        assert np.mean(losses[-k:]) < ratio * np.mean(losses[:k]), stage
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the reduced build's t2i (120 steps x 16) scores judge accuracy 0.29 on 16 held-out "
+    "prompts vs 0.34 for the same pipeline with an untrained UNet; it learns (loss falls) but not yet "
+    "enough for the judge. Remove the mark when a reduced build does better.",
+)
+def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_build):
+    from diffusers import UNet2DConditionModel
+
+    from reneg_video.training.shapes_build import image_pipeline, sample_images
+
+    pipe = image_pipeline(quick_build)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = HELD_OUT[:16]
+    seeds = list(range(len(prompts)))
+
+    def accuracy() -> float:
+        images = sample_images(pipe, prompts, seeds, steps=10, guidance=5.0)
+        return judge.judge_many(list(images), prompts)["accuracy"]
+
+    trained = accuracy()
+    torch.manual_seed(0)
+    pipe.unet = UNet2DConditionModel(**W.UNET2D)  # the same pipeline before any denoiser training
+    assert trained > accuracy()
