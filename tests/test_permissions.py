@@ -12,7 +12,7 @@ from reneg_video.commands.validate import main as validate_main
 from reneg_video.commands.video import main as video_main
 from reneg_video.core.atomic import atomic_dir, atomic_path, current_umask
 
-from .conftest import SHARED, shared_file
+from .conftest import REPO, SHARED, shared_file
 from .test_readme import _code_blocks
 
 
@@ -46,6 +46,7 @@ def test_quickstart_outputs_are_0644_under_umask_022(tmp_path):
 
     argv = shlex.split(_code_blocks("bash")[0].strip().split(" && ")[-1])[1:]
     argv = [a.replace("../shared", str(SHARED)).replace("samples/out", str(tmp_path)) for a in argv]
+    argv = [str(REPO / a) if a.startswith("reneg_video/") else a for a in argv]  # the shipped embedding
     argv += ["--json", str(tmp_path / "run.json"), "--quiet"]
     with umask(0o022):
         assert video_main(argv) == 0

@@ -23,6 +23,18 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
     argv = shlex.split(command)
     assert argv[0] == "reneg-video"
     argv = [a.replace("../shared", str(SHARED)).replace("samples/out", str(tmp_path)) for a in argv[1:]]
+    argv = [str(REPO / a) if a.startswith("reneg_video/") else a for a in argv]  # the shipped embedding
+    assert main([*argv, "--quiet"]) == 0, capsys.readouterr().err
+    for name in ("shapes", "shapes-compare"):  # the ReNeg video and null | handcrafted | ReNeg
+        validate_mp4(tmp_path / f"{name}.mp4", 8)
+        validate_gif(tmp_path / f"{name}.gif", 8)
+
+
+def test_readme_standin_command_runs(tmp_path, capsys):
+    command = _code_blocks("bash")[2].strip()
+    argv = shlex.split(command)
+    assert argv[0] == "reneg-video"
+    argv = [a.replace("../shared", str(SHARED)).replace("samples/out", str(tmp_path)) for a in argv[1:]]
     assert main([*argv, "--quiet"]) == 0, capsys.readouterr().err
     validate_mp4(tmp_path / "corgi.mp4", 8)
     validate_gif(tmp_path / "corgi.gif", 8)
