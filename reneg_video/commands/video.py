@@ -264,14 +264,15 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("--neg and --negative-prompt conflict; use one, or add --compare to render both")
     if args.compare and not args.neg:
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
-    if args.neg:
-        check_negative_branch(spec)  # a model without a negative branch says so by name, first
+    neg = load_embedding(args.neg) if args.neg else None
+    if neg is not None:
+        # Most specific first: another space names both spaces; a distilled model says it has no
+        # negative branch; then any run whose guidance turns CFG off.
+        check_family(neg.family, spec.family, spec.name, str(args.neg))
+        check_negative_branch(spec)
     if args.neg or negative_prompt:
         require_cfg(settings, "--neg" if args.neg else "--negative-prompt")
     reward_spec = _check_rewards(args)
-    neg = load_embedding(args.neg) if args.neg else None
-    if neg is not None:
-        check_family(neg.family, spec.family, spec.name, str(args.neg))
     spec = _with_image(spec, args.image)
     if args.motion_adapter is not None:
         if "AnimateDiff" not in spec.pipeline:
