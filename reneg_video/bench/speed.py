@@ -146,6 +146,8 @@ def row_frame_scoring(quick: bool) -> list[Row]:
 SPEED_FAST_GOAL = round(1 / 1.5, 3)
 SPEED_MODEL = "tiny-zeroscope"
 SPEED_PROMPT = "a corgi surfing a wave"
+# Held-out shapes prompts per seed in the speed_quality row on a shapes model (x --speed-seeds samples).
+SHAPES_SPEED_PROMPTS = 8
 # Enough steps that denoising, which the presets shorten, outweighs the text encoder and the VAE decode;
 # 16 is the middle of what DPM-Solver++ is run at (10-25 steps).
 SPEED_STEPS = 16
@@ -335,7 +337,17 @@ def row_speed_quality(
 ) -> Row:
     """The quality cost of fast/fastest vs off as a row (no ratio: the figures are in the note and extra)."""
     seeds, frames, size, steps = (2, 2, 32, 4) if quick else (seeds, 8, 64, SPEED_STEPS)
-    report = measure_speed_quality(model, reward, seeds=seeds, steps=steps, frames=frames, size=size)
+    prompts: tuple[str, ...] = (SPEED_PROMPT,)
+    if model.startswith("shapes-"):
+        # The shapes world at its own size and steps, on prompts its judge can read (held out from ReNeg).
+        from ..core.specs import load_spec
+        from ..models.shapes.data import split_prompts
+
+        prompts = tuple(split_prompts()[1][:SHAPES_SPEED_PROMPTS])
+        frames, size, steps = None, None, load_spec(model).defaults.steps
+    report = measure_speed_quality(
+        model, reward, seeds=seeds, steps=steps, frames=frames, size=size, prompts=prompts
+    )
     parts = []
     for name in ("fast", "fastest"):
         d, e = report[name]["reward_delta"], report[name]
