@@ -16,7 +16,6 @@ Shape legend: F frames, B frames in one batch, E = 768 (CLIP ViT-L/14 embedding 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -28,7 +27,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..core.errors import RewardError
 from .clip import CLIP_REPO, _local_folder
-from .frames import Frames, check_frames, preprocess
+from .frames import Frames, preprocess, scoring_setup
 from .imagereward import DEFAULT_BATCH_SIZE, build_head, perturb_
 
 # MLP of simple_inference.py: Linear widths and the dropouts after the first three Linear layers.
@@ -74,14 +73,7 @@ class AestheticReward:
 
     def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
         """Rate each frame: float32 [F]. `prompt` is checked but does not change the scores."""
-        count = check_frames(frames)
-        if not isinstance(prompt, str):
-            raise RewardError(f"prompt is a {type(prompt).__name__}; expected a str")
-        batch_size = batch_size or self.batch_size
-        if batch_size < 1:
-            raise RewardError(f"batch_size is {batch_size}; expected a positive integer")
-        needs_grad = isinstance(frames, torch.Tensor) and frames.requires_grad and torch.is_grad_enabled()
-        context = contextlib.nullcontext() if needs_grad else torch.inference_mode()
+        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
         dtype = next(self.vision.parameters()).dtype
         head_dtype = next(self.head.parameters()).dtype
         scores = []

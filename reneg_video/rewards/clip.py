@@ -15,7 +15,6 @@ Shape legend: F frames, B frames in one batch, D projection width.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -25,7 +24,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from ..core.errors import RewardError
-from .frames import Frames, check_frames, preprocess
+from .frames import Frames, preprocess, scoring_setup
 from .imagereward import DEFAULT_BATCH_SIZE, perturb_
 
 # CLIP's text tower has 77 positions (context_length=77 in OpenAI CLIP and OpenCLIP).
@@ -68,14 +67,7 @@ class ClipReward:
 
     def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
         """Score each frame against `prompt`: float32 [F]; the prompt is encoded once per call."""
-        count = check_frames(frames)
-        if not isinstance(prompt, str):
-            raise RewardError(f"prompt is a {type(prompt).__name__}; expected a str")
-        batch_size = batch_size or self.batch_size
-        if batch_size < 1:
-            raise RewardError(f"batch_size is {batch_size}; expected a positive integer")
-        needs_grad = isinstance(frames, torch.Tensor) and frames.requires_grad and torch.is_grad_enabled()
-        context = contextlib.nullcontext() if needs_grad else torch.inference_mode()
+        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
         dtype = next(self.model.parameters()).dtype
         with context:
             tokens = self.tokenizer(

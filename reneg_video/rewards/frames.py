@@ -12,6 +12,7 @@ Three input kinds are accepted, checked once here:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -142,3 +143,19 @@ def frame_scores(reward, frames: np.ndarray, prompt: str) -> list[float]:
     """Per-frame scores of float frames [F, H, W, 3] in [0, 1], rounded for reports and JSON."""
     pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
     return [round(float(v), 6) for v in reward.score_frames(pixels, prompt)]
+
+
+def scoring_setup(
+    frames: Frames, prompt: str, batch_size: int | None, default_batch_size: int
+) -> tuple[int, int, contextlib.AbstractContextManager]:
+    """What every reward's `score_frames` starts with: the frames and prompt checked, the batch size
+    chosen, and the grad mode (gradients only when float frames ask for them, else inference mode).
+    Returns (frame count, batch size, context to score under)."""
+    count = check_frames(frames)
+    if not isinstance(prompt, str):
+        raise RewardError(f"prompt is a {type(prompt).__name__}; expected a str")
+    batch_size = batch_size or default_batch_size
+    if batch_size < 1:
+        raise RewardError(f"batch_size is {batch_size}; expected a positive integer")
+    needs_grad = isinstance(frames, torch.Tensor) and frames.requires_grad and torch.is_grad_enabled()
+    return count, batch_size, contextlib.nullcontext() if needs_grad else torch.inference_mode()

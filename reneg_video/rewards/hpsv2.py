@@ -20,7 +20,6 @@ Shape legend: F frames, B frames in one batch, S = 224, E = 1024 (embedding widt
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -33,7 +32,7 @@ from transformers import CLIPModel, CLIPTokenizer
 from ..core.errors import RewardError
 from . import openclip
 from .clip import _snapshot_from_hf_cache, tiny_clip_tokenizer
-from .frames import Frames, _normalise, check_frames
+from .frames import Frames, _normalise, scoring_setup
 from .imagereward import DEFAULT_BATCH_SIZE, _from_hf_cache, perturb_
 
 # HPS v2 benchmark units: 100 * cosine (hpsv2/evaluation.py, `image_features @ text_features.T * 100`).
@@ -113,14 +112,7 @@ class HpsReward:
 
     def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
         """Score each frame against `prompt`: float32 [F]; the prompt is encoded once per call."""
-        count = check_frames(frames)
-        if not isinstance(prompt, str):
-            raise RewardError(f"prompt is a {type(prompt).__name__}; expected a str")
-        batch_size = batch_size or self.batch_size
-        if batch_size < 1:
-            raise RewardError(f"batch_size is {batch_size}; expected a positive integer")
-        needs_grad = isinstance(frames, torch.Tensor) and frames.requires_grad and torch.is_grad_enabled()
-        context = contextlib.nullcontext() if needs_grad else torch.inference_mode()
+        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
         dtype = next(self.model.parameters()).dtype
         with context:
             ids = openclip.open_clip_tokens(self.tokenizer, prompt, self.context).to(self.device)

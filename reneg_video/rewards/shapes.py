@@ -11,7 +11,6 @@ Shape legend: F frames, B frames in one batch, D projection width.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..core.errors import RewardError
-from .frames import Frames, check_frames, preprocess
+from .frames import Frames, preprocess, scoring_setup
 
 DEFAULT_BATCH_SIZE = 64
 NORM_FILE = "reward_norm.json"
@@ -51,14 +50,7 @@ class ShapesReward:
         return next(self.model.parameters()).device
 
     def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
-        count = check_frames(frames)
-        if not isinstance(prompt, str):
-            raise RewardError(f"prompt is a {type(prompt).__name__}; expected a str")
-        batch_size = batch_size or self.batch_size
-        if batch_size < 1:
-            raise RewardError(f"batch_size is {batch_size}; expected a positive integer")
-        needs_grad = isinstance(frames, torch.Tensor) and frames.requires_grad and torch.is_grad_enabled()
-        context = contextlib.nullcontext() if needs_grad else torch.inference_mode()
+        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
         dtype = next(self.model.parameters()).dtype
         with context:
             ids = self.tokenizer(
