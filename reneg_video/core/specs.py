@@ -44,7 +44,7 @@ class Rules:
     size_multiple: int  # height and width must be multiples of this (the VAE/patch grid)
     frame_step: int = 1  # frames must be frame_step * k + frame_offset (LTX-Video: 8k+1)
     frame_offset: int = 0
-    min_steps: int = 1  # fewest denoising steps the pipeline can run (Mochi's sigma schedule: 2)
+    min_steps: int = 1  # fewest denoising steps the pipeline can run (every built-in model runs 1)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ Seeds drive a CPU generator, so the same seed gives the same initial noise on an
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -46,6 +49,48 @@ def require_cfg(settings: Settings, option: str) -> None:
         )
 
 
+# MochiPipeline's `threshold_noise` (pipeline_mochi.py, from genmo's infer.py): the sigma drop of the
+# schedule's linear part.
+MOCHI_THRESHOLD_NOISE = 0.025
+
+
+def _copes_with_one_step(schedule) -> bool:
+    try:
+        schedule(1, MOCHI_THRESHOLD_NOISE)
+    except ZeroDivisionError:
+        return False
+    return True
+
+
+@contextmanager
+def _one_step_sigmas(pipe, steps: int):
+    """Lets MochiPipeline (diffusers 0.42.1) run 1 step. Its `__call__` always computes
+    `linear_quadratic_schedule(num_inference_steps, 0.025)` (pipeline_mochi.py, "5. Prepare timestep"),
+    whose `quadratic_coef = ... / (linear_steps * quadratic_steps**2)` divides by zero at one step
+    (linear_steps = 1 // 2 = 0); passing `timesteps` does not avoid it (the sigmas are computed anyway and
+    `retrieve_timesteps` then refuses both). For one step only, the module's function is replaced during the
+    call by one returning [1.0]: the schedule's first sigma at any step count, and what diffusers' own copy
+    of this function for LTX returns below 2 steps (pipeline_ltx_condition.py: `if num_steps < 2: return
+    torch.tensor([1.0])`). Decided by calling the function, not by the pipeline's name: where it handles one
+    step itself (a later diffusers), nothing is replaced; at 2+ steps nothing ever is."""
+    module = sys.modules.get(type(pipe).__module__)
+    original = getattr(module, "linear_quadratic_schedule", None)
+    if steps != 1 or original is None or _copes_with_one_step(original):
+        yield
+        return
+
+    def one_step_safe(num_steps, threshold_noise, linear_steps=None):
+        if num_steps == 1:
+            return [1.0]
+        return original(num_steps, threshold_noise, linear_steps)
+
+    module.linear_quadratic_schedule = one_step_safe
+    try:
+        yield
+    finally:
+        module.linear_quadratic_schedule = original
+
+
 def generate(
     pipe,
     spec: AdapterSpec,
@@ -74,7 +119,8 @@ def generate(
         kwargs["negative_prompt"] = negative_prompt
     if latents is not None:
         kwargs["latents"] = latents.to(pipe.device)
-    out = pipe(**kwargs)
+    with _one_step_sigmas(pipe, settings.steps):
+        out = pipe(**kwargs)
     frames = out.frames[0] if spec.kind == "video" else out.images
     if hasattr(frames, "detach"):
         frames = frames.detach().float().cpu().numpy()
