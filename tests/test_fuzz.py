@@ -541,7 +541,8 @@ def odd_specs(draw) -> bytes:
 
     data = tomllib.loads(draw(st.sampled_from(SPEC_SEEDS)).decode())
     for _ in range(draw(st.integers(1, 3))):
-        table = draw(st.sampled_from([data, data.get("defaults"), data.get("rules")]))
+        tables = [data, data.get("defaults"), data.get("rules"), data.get("guidance_schedule")]
+        table = draw(st.sampled_from(tables))
         if not isinstance(table, dict) or not table:
             continue
         key = draw(st.sampled_from(sorted(table)))

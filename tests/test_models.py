@@ -96,7 +96,7 @@ def test_masked_models_with_more_tokens_see_token0_alone_under_the_mask(pipeline
             num_frames=d.frames,
             height=d.height if allegro else 32,  # Allegro's VAE tile: 128 px
             width=d.width if allegro else 32,
-            steps=spec.rules.min_steps,
+            steps=2,  # a direct MochiPipeline call (not `generate`) divides by zero at 1 step in diffusers 0.42
         )
     finally:
         detach(pipe)

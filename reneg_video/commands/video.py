@@ -132,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--height", type=int, help="height in pixels (a multiple of the model's VAE/patch grid)")
     q.add_argument("--width", type=int, help="width in pixels (a multiple of the model's VAE/patch grid)")
     q.add_argument("--steps", type=int, help="denoising steps")
-    q.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    q.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale, used at every step: it overrides a spec's per-step schedule "
+        "(ltx-video-0.9.7 guides by its reference config's schedule unless this is given)",
+    )
     q.add_argument("--seed", type=int, default=0, help="seed of the initial noise (CPU generator; default 0)")
     q.add_argument("--fps", type=int, help="frame rate of the written video")
     o = p.add_argument_group("output")
@@ -430,7 +435,7 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from ..core.inject import attach, detached
     from ..core.memory import describe
     from ..core.shard import Processes
-    from ..models.generate import generate
+    from ..models.generate import generate, guidance_call_settings
     from ..models.pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
@@ -460,6 +465,17 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         call = " ".join(f"{k}={v}" for k, v in pipe.reneg_call.items())
         print(f"call: {call} (from the model's configs: timestep-conditioned VAE)", file=sys.stderr)
     settings = run.settings = _speed_settings(pipe, settings)
+    if settings.guidance_schedule is not None:
+        print(
+            f"guidance: per step from {spec.name}'s schedule ({settings.guidance_schedule.describe()}; "
+            "t = timestep/1000); --guidance G uses G at every step instead",
+            file=sys.stderr,
+        )
+    elif spec.guidance_schedule is not None:
+        print(
+            f"guidance: {settings.guidance:g} at every step (--guidance overrides {spec.name}'s per-step schedule)",
+            file=sys.stderr,
+        )
     pipe.set_progress_bar_config(disable=args.quiet, leave=False)
     if run.neg is not None:
         attach(pipe, run.neg, spec)
@@ -521,10 +537,15 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
         )
         records.append((index, record))
     records = [record for _, record in sorted(procs.gather(records), key=lambda pair: pair[0])]
+    # The effective call settings: what the loaded model needs, then the per-step guidance in force.
+    call = {**pipe.reneg_call, **guidance_call_settings(settings, pipe)}
+    if "guidance_schedule" in call and "per_step" in call["guidance_schedule"]:
+        per_step = " ".join(f"{g:g}" for g in call["guidance_schedule"]["per_step"])
+        print(f"guidance per step: {per_step}", file=sys.stderr)
     if args.json and procs.is_main:
         _write_json(
             args.json, spec, run.neg, run.negative_prompt, settings, device, dtype, records, pipe.reneg_memory,
-            weights=str(folder), call=pipe.reneg_call, min_reward=args.min_reward, speed=pipe.reneg_speed,
+            weights=str(folder), call=call, min_reward=args.min_reward, speed=pipe.reneg_speed,
         )  # fmt: skip
     return 0
 
@@ -565,7 +586,8 @@ def _write_json(
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "memory": memory,
-        "call_settings": call,  # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep)
+        # arguments the loaded model needs (e.g. LTX 0.9.1+ decode_timestep) and the per-step guidance schedule
+        "call_settings": call,
         "min_reward": min_reward,
         "kept": sum(r.get("kept", True) for r in records),
         "speed": speed,

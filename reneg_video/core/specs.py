@@ -12,6 +12,7 @@ The built-in specs live in the top-level `adapters/` folder, shipped inside the 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -22,7 +23,7 @@ import tomllib
 
 from .encoders import FAMILIES, FILL_EMPTY, FILL_MASKED, UNMASKED_FILLS, EncoderFamily
 from .errors import SpecError, UsageError
-from .settings import Settings
+from .settings import GuidanceSchedule, Settings
 
 USER_ADAPTER_DIR = Path("~/.config/reneg-video/adapters").expanduser()
 ADAPTERS_ENV = "RENEG_VIDEO_ADAPTERS"
@@ -44,7 +45,7 @@ class Rules:
     size_multiple: int  # height and width must be multiples of this (the VAE/patch grid)
     frame_step: int = 1  # frames must be frame_step * k + frame_offset (LTX-Video: 8k+1)
     frame_offset: int = 0
-    min_steps: int = 1  # fewest denoising steps the pipeline can run (Mochi's sigma schedule: 2)
+    min_steps: int = 1  # fewest denoising steps the pipeline can run (every built-in model runs 1)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class AdapterSpec:
     vae_tiling_required: bool = False
     # AnimateDiff: the MotionAdapter (a Hugging Face repo or a folder) used unless --motion-adapter is given.
     motion_adapter: str | None = None
+    # [guidance_schedule]: CFG scales per step by timestep (LTX-Video 0.9.7 dev's reference config), applied
+    # unless the user passes --guidance; None: defaults.guidance at every step.
+    guidance_schedule: GuidanceSchedule | None = None
     source: str = ""  # the file this spec came from
 
     @property
@@ -128,6 +132,9 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
         raise SpecError(
             f"{source}: missing table [{exc.args[0]}]; see adapters/zeroscope.toml for the layout"
         ) from None
+    schedule = data.pop("guidance_schedule", None)
+    if schedule is not None:
+        data["guidance_schedule"] = _parse_schedule(schedule, f"{source} [guidance_schedule]")
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise SpecError(f"{source}: aliases = {aliases!r}; expected a list of strings")
@@ -165,12 +172,64 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
             f"{source} [rules]: size_multiple {r.size_multiple}, frame_step {r.frame_step}, frame_offset "
             f"{r.frame_offset}; expected size_multiple >= 1, frame_step >= 1, 0 <= frame_offset < frame_step"
         )
+    if spec.guidance_schedule is not None and not spec.negative_branch:
+        raise SpecError(
+            f"{source}: [guidance_schedule] with negative_branch = false; a model without a negative branch "
+            "takes no guidance scales: remove one of them"
+        )
     d = defaults
     try:
         validate_settings(spec, Settings(d.frames, d.height, d.width, d.steps, d.guidance, 0, d.fps))
     except UsageError as exc:
         raise SpecError(f"{source} [defaults]: {exc}; fix the spec's defaults") from None
     return spec
+
+
+# diffusers' pipelines decide once per call, from `guidance_scale > 1`, to batch the negative branch with the
+# positive one, then read the same test again at every step: a scale below 1 in the middle of a run would
+# unbatch the latents but not the prompt embeddings. A schedule's scales therefore stay >= 1 (1 being the
+# conditional prediction alone, what the reference computes at its guidance-1 steps).
+SCHEDULE_MIN_SCALE = 1.0
+
+
+def _parse_schedule(table, source: str) -> GuidanceSchedule:
+    """[guidance_schedule] `timesteps` (thresholds in [0, 1], strictly descending) and `scales` (one each,
+    >= 1, at least one above 1), refused with the file named."""
+    if not isinstance(table, dict) or set(table) != {"timesteps", "scales"}:
+        got = sorted(table) if isinstance(table, dict) else type(table).__name__
+        raise SpecError(f"{source}: {got}; expected exactly the keys ['scales', 'timesteps']; fix the spec")
+    lists = {}
+    for key in ("timesteps", "scales"):
+        values = table[key]
+        numbers = isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
+        if not numbers or not values:
+            raise SpecError(f"{source}: {key} = {values!r}; expected a non-empty list of finite numbers")
+        lists[key] = tuple(float(v) for v in values)
+    timesteps, scales = lists["timesteps"], lists["scales"]
+    if len(timesteps) != len(scales):
+        raise SpecError(
+            f"{source}: {len(timesteps)} timesteps but {len(scales)} scales; expected one scale per threshold"
+        )
+    descending = all(a > b for a, b in itertools.pairwise(timesteps))
+    if not descending or not 0.0 <= timesteps[-1] <= timesteps[0] <= 1.0:
+        raise SpecError(
+            f"{source}: timesteps = {list(timesteps)}; expected strictly descending thresholds in [0, 1] "
+            "(the timestep over num_train_timesteps, 1 = pure noise)"
+        )
+    low = [s for s in scales if s < SCHEDULE_MIN_SCALE]
+    if low:
+        raise SpecError(
+            f"{source}: scales {low} below {SCHEDULE_MIN_SCALE:g}; diffusers cannot turn CFG off mid-run, "
+            "so use 1 (the conditional prediction alone) there"
+        )
+    if max(scales) <= SCHEDULE_MIN_SCALE:
+        raise SpecError(
+            f"{source}: scales = {list(scales)} never guide (all 1); remove the schedule and set "
+            "guidance = 1 and negative_branch = false"
+        )
+    return GuidanceSchedule(timesteps, scales)
 
 
 def validate_settings(spec: AdapterSpec, s: Settings) -> None:
