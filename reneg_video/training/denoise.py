@@ -538,7 +538,7 @@ def check_trainable(spec) -> None:
     if spec.pipeline not in TRAINABLE_PIPELINES:
         raise UsageError(
             f"--model {spec.name}: training on {spec.pipeline} is not supported; trainable are "
-            f"{', '.join(trainable_models())} and their tiny-* stand-ins"
+            f"{', '.join(trainable_models())} and the tiny-* stand-ins"
         )
 
 
