@@ -73,7 +73,7 @@ def _train_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "sampling steps 0": (swap("--sampling-steps", 0), "--sampling-steps 0"),
         "frames 0": ([*video, "--frames", 0], "--frames 0"),
         "frames on an image model": ([*base, "--frames", 4], "image model"),
-        "videocrafter2 not trainable": (swap("--model", "tiny-videocrafter2"), "not supported"),
+        "mochi not trainable": (swap("--model", "tiny-mochi"), "not supported"),
         "size off the multiple": ([*base, "--height", 30], "multiple of 8"),
         "width 0": ([*base, "--width", 0], "--width 0"),
         "nan guidance": ([*base, "--guidance", "nan"], "--guidance nan"),

@@ -32,8 +32,9 @@ from ..core.encoders import check_family, match_tokens
 from ..core.errors import UsageError
 from .config import TrainConfig
 from .denoise import (
-    TRAINABLE_PIPELINES,
     NegativeParameter,
+    backbone_class,
+    check_trainable,
     draw_grad_step,
     generator_for,
     make_backbone,
@@ -115,10 +116,11 @@ class Trainer:
         from ..models.generate import settings_for
 
         c, spec = self.config, self.spec
-        if spec.pipeline not in TRAINABLE_PIPELINES:
+        check_trainable(spec)
+        if c.gradient_checkpointing and not backbone_class(spec).gradient_checkpointing:
             raise UsageError(
-                f"--model {spec.name}: training on {spec.pipeline} is not supported yet; expected a model using "
-                f"{', '.join(TRAINABLE_PIPELINES)} (train LTX-Video's T5 space on pixart-alpha and transfer)"
+                f"--gradient-checkpointing: {spec.name}'s denoiser does not implement it; leave it out "
+                "(or lower --batch-size / --frames to save memory)"
             )
         settings_for(
             spec,
@@ -194,7 +196,9 @@ class Trainer:
         t = timesteps[grad_index]
         with self.accelerator.autocast():
             x0 = bb.step(bb.guided(latents, t, neg, neg_mask, pos, pos_mask), t, latents).pred_original_sample
-            frames = bb.decode(x0, [bb.frame_indices(i, c.seed) for i in indices])
+            frames = bb.decode(
+                x0, [bb.frame_indices(i, c.seed) for i in indices], bb.decode_noise(indices, c.seed)
+            )
             rewards = torch.stack(
                 [self.reward.score_frames(f, p).mean() for f, p in zip(frames, prompts, strict=True)]
             )
@@ -219,7 +223,9 @@ class Trainer:
             latents = bb.noise(indices, c.seed)
             for t in bb.scheduler.timesteps:
                 latents = bb.step(bb.guided(latents, t, neg, neg_mask, pos, pos_mask), t, latents).prev_sample
-            frames = bb.decode(latents, [bb.frame_indices(i, c.seed) for i in indices])
+            frames = bb.decode(
+                latents, [bb.frame_indices(i, c.seed) for i in indices], bb.decode_noise(indices, c.seed)
+            )
             scores += [
                 float(self.reward.score_frames(f, p).mean()) for f, p in zip(frames, prompts, strict=True)
             ]

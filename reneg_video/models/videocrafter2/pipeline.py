@@ -207,6 +207,35 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
         mid = cfg.get("scale_mid_step", SCALE_MID_STEP)
         return float(np.linspace(a, b, mid)[t]) if t < mid else float(b)
 
+    def ddim_step(
+        self,
+        latents: torch.Tensor,
+        eps: torch.Tensor,
+        t: int,
+        prev: int | None,
+        eta: float = 0.0,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of lvdm's `p_sample_ddim` from timestep `t` to `prev` -> (x_prev, pred_x0).
+
+        `prev` None is the last step, which goes to alphas_cumprod[0]. Under `use_scale` pred_x0 is divided
+        by scale(t), so it is in the data scale the VAE decodes, and x_prev re-scales it by scale(prev).
+        `noise` (N(0, 1), the latents' shape) is added times sigma; sigma is 0 at eta 0. Differentiable in
+        `latents` and `eps` (the trainer's gradient step runs through it).
+        """
+        alphas = self.scheduler.alphas_cumprod.double()
+        a_t = float(alphas[t])
+        a_prev = float(alphas[prev]) if prev is not None else float(alphas[0])
+        sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+        pred_x0 = (latents - (1 - a_t) ** 0.5 * eps) / a_t**0.5
+        direction = (1.0 - a_prev - sigma**2) ** 0.5 * eps
+        noise = 0.0 if noise is None else sigma * noise
+        if self.scheduler.config.get("use_scale", USE_SCALE):
+            scale_prev = self._scale(prev) if prev is not None else self._scale(0)
+            pred_x0 = pred_x0 / self._scale(t)
+            return a_prev**0.5 * scale_prev * pred_x0 + direction + noise, pred_x0
+        return a_prev**0.5 * pred_x0 + direction + noise, pred_x0
+
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, 4, F, h, w] latents -> [B, 3, F, H, W] video in [-1, 1], one frame at a time as lvdm does."""
         latents = latents / self.vae.config.scaling_factor
@@ -269,8 +298,6 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = [int(t) for t in self.scheduler.timesteps]
-        alphas = self.scheduler.alphas_cumprod.double()
-        use_scale = self.scheduler.config.get("use_scale", USE_SCALE)
         fps_per_video = torch.full((videos,), fps, device=device, dtype=torch.long)
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
@@ -280,20 +307,10 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
                 if cfg:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
-                # lvdm p_sample_ddim; after the last step the "previous" alpha is alphas_cumprod[0].
                 prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
-                a_t = float(alphas[t])
-                a_prev = float(alphas[prev]) if prev is not None else float(alphas[0])
-                sigma = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
-                pred_x0 = (latents - (1 - a_t) ** 0.5 * eps) / a_t**0.5
-                direction = (1.0 - a_prev - sigma**2) ** 0.5 * eps
-                noise = sigma * randn_tensor(shape, generator=generator, device=device, dtype=latents.dtype)
-                if use_scale:
-                    scale_prev = self._scale(prev) if prev is not None else self._scale(0)
-                    pred_x0 = pred_x0 / self._scale(t)
-                    latents = a_prev**0.5 * scale_prev * pred_x0 + direction + noise
-                else:
-                    latents = a_prev**0.5 * pred_x0 + direction + noise
+                # lvdm draws the step's noise at every step, also at eta 0 (the generator advances alike).
+                noise = randn_tensor(shape, generator=generator, device=device, dtype=latents.dtype)
+                latents, _ = self.ddim_step(latents, eps, t, prev, eta, noise)
                 if callback_on_step_end is not None:
                     update = callback_on_step_end(self, i, t, {"latents": latents}) or {}
                     latents = update.get("latents", latents)
