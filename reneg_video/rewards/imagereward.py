@@ -238,7 +238,10 @@ def vision_forward(vision: BlipVisionModel, pixels: torch.Tensor, fused: bool) -
         h = linear(_merge_heads(context), attn.projection, fused, residual=h)
         mlp = layer.mlp
         x = layer.layer_norm2(h)
-        x = linear(x, mlp.fc1, fused, gelu=True) if fuse_gelu else mlp.activation_fn(linear(x, mlp.fc1, fused))
+        if fuse_gelu:
+            x = linear(x, mlp.fc1, fused, gelu=True)
+        else:
+            x = mlp.activation_fn(linear(x, mlp.fc1, fused))
         h = linear(x, mlp.fc2, fused, residual=h)
     return vision.post_layernorm(h)
 
