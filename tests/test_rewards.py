@@ -99,6 +99,60 @@ def test_batched_equals_one_by_one(tiny, video):
     assert (batched - single).abs().max() <= 1e-5
 
 
+# Fills all 35 tokens (truncated), so there is no padding to drop.
+LONG_PROMPT = " ".join(["a corgi surfing a wave in the sea"] * 6)
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "f.linear"])
+@pytest.mark.parametrize("case", ["padded", "long", "mask-hole"])
+def test_forward_matches_transformers_forward(tiny, video, monkeypatch, onednn, case):
+    """Our forward (SDPA, padding dropped, the prompt-only prefix run once, fused oneDNN linears) scores
+    like transformers' own BLIP forwards, the path that matched image-reward 1.5 with a difference of 0.0."""
+    from reneg_video.rewards import imagereward
+
+    monkeypatch.setattr(imagereward, "USE_ONEDNN", onednn)
+    pixels = preprocess_tensor(video, tiny.input_size)
+    ids, mask = tiny.tokenize(LONG_PROMPT if case == "long" else PROMPT)
+    assert bool(mask.all()) == (case == "long")
+    if case == "mask-hole":  # not what tokenize makes; the general masked path must still be right
+        mask = mask.clone()
+        mask[0, 2] = 0
+    with torch.inference_mode():
+        assert imagereward.onednn_linears(pixels) == (onednn and imagereward.ONEDNN_PRESENT)
+        ours = tiny.model(pixels, ids, mask)
+        reference = tiny.model.forward_transformers(pixels, ids, mask)
+    assert reference.std() > 1e-3  # frames score differently, so a wrong step could not hide
+    assert (ours - reference).abs().max() <= 1e-5
+
+
+def test_forward_gradients_match_transformers_forward(tiny, video):
+    """With autograd on, our forward (plain F.linear there) gives the reference path's gradients."""
+    pixels = preprocess_tensor(video[:3], tiny.input_size)
+    ids, mask = tiny.tokenize(PROMPT)
+    grads = []
+    for forward in (tiny.model.forward, tiny.model.forward_transformers):
+        frames = pixels.clone().requires_grad_(True)
+        forward(frames, ids, mask).sum().backward()
+        grads.append(frames.grad)
+    assert grads[1].abs().max() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_onednn_linears_only_where_they_apply():
+    """oneDNN's fused ops have no backward and do not autocast: only float32 CPU without grad/autocast."""
+    from reneg_video.rewards.imagereward import ONEDNN_PRESENT, onednn_linears
+
+    x = torch.zeros(2)
+    assert not onednn_linears(x)  # grad mode on
+    with torch.inference_mode():
+        assert onednn_linears(x) == ONEDNN_PRESENT
+        assert not onednn_linears(x.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not onednn_linears(x)
+    with torch.no_grad():
+        assert onednn_linears(x) == ONEDNN_PRESENT
+
+
 def test_pil_uint8_tensor_paths_agree(tiny, video):
     uint8 = (video * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     pil = [Image.fromarray(frame) for frame in uint8]

@@ -9,7 +9,17 @@ under transformers 5, so the same weights are mapped, by renames only, onto `Bli
 Score of one frame: ViT tokens -> BERT over the prompt (35 tokens) cross-attending to them -> feature
 of the [CLS] token -> MLP 768-1024-128-64-16-1 (no activations) -> (r - mean) / std.
 
-Shape legend: F frames, B frames in one batch, L prompt tokens (35), N vision tokens (197), D width.
+The forward pass is written here over the parameters of those modules (their own forwards stay as the
+reference path, `forward_transformers`), because transformers' BLIP attention is a hand-written
+softmax(QK^T)V without an SDPA path. Ours: `F.scaled_dot_product_attention`; the prompt's padding tokens
+dropped (they are masked out of every attention, so the unpadded tokens and the [CLS] feature are the same
+math); the part before the first cross-attention (embeddings, layer 0's self-attention, its cross-attention
+query) run once for the prompt instead of once per frame; and on CPU without autograd or autocast the
+linears run through oneDNN with the GELU or residual add fused (`onednn_linears`). Scores stay those of the
+reference up to float32 rounding (docs/benchmarks.md, "Frame scoring on CPU").
+
+Shape legend: F frames, B frames in one batch, L prompt tokens (35, P of them not padding), N vision tokens
+(197), D width, H heads, Dh head width.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
@@ -116,6 +127,17 @@ class ImageRewardModel(nn.Module):
         self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """pixels [B, 3, S, S], input_ids/attention_mask [1, L] -> normalised scores [B]."""
+        fused = onednn_linears(pixels)
+        image_embeds = vision_forward(self.vision, pixels, fused)  # [B, N, Dv]
+        features = text_cls_forward(self.text, input_ids, attention_mask, image_embeds, fused)  # [B, Dt]
+        return self._score(features)
+
+    def forward_transformers(
+        self, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The same scores through transformers' own BLIP forwards (eager attention, padded prompt, every
+        frame running the whole text side): the path that matched image-reward 1.5 with a difference of 0.0;
+        kept as the reference the tests hold `forward` to."""
         image_embeds = self.vision(pixel_values=pixels).last_hidden_state  # [B, N, Dv]
         batch = image_embeds.shape[0]
         image_mask = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=image_embeds.device)
@@ -125,10 +147,154 @@ class ImageRewardModel(nn.Module):
             encoder_hidden_states=image_embeds,
             encoder_attention_mask=image_mask,
         ).last_hidden_state  # [B, L, Dt]
+        return self._score(text[:, 0, :])
+
+    def _score(self, features: torch.Tensor) -> torch.Tensor:
         # The head stays float32 under an autocast: its 5 matmuls are cheap, and the score keeps its precision.
-        with torch.autocast(image_embeds.device.type, enabled=False):
-            reward = self.head(text[:, 0, :].float()).squeeze(-1)  # [B]
+        with torch.autocast(features.device.type, enabled=False):
+            reward = self.head(features.float()).squeeze(-1)  # [B]
         return (reward - SCORE_MEAN) / SCORE_STD
+
+
+# ---- the forward pass over transformers' BLIP modules ------------------------------------------------------
+# Eval-only: dropout is left out (the reward model is frozen in eval mode, where every dropout is identity).
+
+# oneDNN's fp32 matmul (brgemm, plain weight layout, so no second copy of the weights) ran the ViT-L and
+# BERT linears 1.05-1.6x faster than torch's default MKL sgemm on this workplace's AMD AVX2 CPUs
+# (interleaved micro-benchmarks, docs/benchmarks.md), and it fuses the GELU and the residual add into the
+# matmul. Its ops have no autograd formula and do not autocast, hence the conditions in `onednn_linears`.
+# Module-level so that a test (or a user) can switch it off.
+USE_ONEDNN = True
+
+
+def _onednn_ops_present() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):  # a build without the mkldnn op namespace
+        return False
+
+
+ONEDNN_PRESENT = _onednn_ops_present()
+
+
+def onednn_linears(x: torch.Tensor) -> bool:
+    """Whether this call's linears may run through oneDNN: float32 CPU tensors, no autograd, no autocast."""
+    return (
+        USE_ONEDNN
+        and ONEDNN_PRESENT
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+def linear(
+    x: torch.Tensor,
+    layer: nn.Linear,
+    fused: bool,
+    *,
+    gelu: bool = False,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """layer(x), then exact (erf) GELU or `+ residual` if asked; one fused oneDNN call when `fused`."""
+    if fused:
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
+        # algorithm "none" is the erf GELU (nn.GELU's default), "tanh" would be the approximation.
+        attr, algorithm = ("gelu", "none") if gelu else ("none", "")
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, attr, [], algorithm)
+    out = F.linear(x, layer.weight, layer.bias)
+    if gelu:
+        out = F.gelu(out)
+    return out if residual is None else out + residual
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[B, T, D] -> [B, H, T, Dh] (a view)."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, T, Dh] -> [B, T, D]."""
+    return x.transpose(1, 2).flatten(2)
+
+
+def _exact_gelu(act: str) -> bool:
+    # Only the erf GELU is fused; any other activation of a config runs unfused, through transformers' ACT2FN.
+    return act == "gelu"
+
+
+def vision_forward(vision: BlipVisionModel, pixels: torch.Tensor, fused: bool) -> torch.Tensor:
+    """`BlipVisionModel(pixels).last_hidden_state` [B, N, Dv] with SDPA attention (pre-LN ViT blocks)."""
+    config = vision.config
+    fuse_gelu = fused and _exact_gelu(config.hidden_act)
+    h = vision.embeddings(pixels)  # patch conv + [CLS] + positions: transformers' own code
+    for layer in vision.encoder.layers:
+        attn = layer.self_attn
+        qkv = linear(layer.layer_norm1(h), attn.qkv, fused)  # [B, N, 3 Dv]
+        q, k, v = (_heads(t, attn.num_heads) for t in qkv.chunk(3, dim=-1))
+        context = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)  # [B, H, N, Dh]
+        h = linear(_merge_heads(context), attn.projection, fused, residual=h)
+        mlp = layer.mlp
+        x = layer.layer_norm2(h)
+        if fuse_gelu:
+            x = linear(x, mlp.fc1, fused, gelu=True)
+        else:
+            x = mlp.activation_fn(linear(x, mlp.fc1, fused))
+        h = linear(x, mlp.fc2, fused, residual=h)
+    return vision.post_layernorm(h)
+
+
+def _prompt_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Drop the padding at the end of a [1, L] prompt: (ids [1, P], None). A mask with holes inside (not
+    what `ImageReward.tokenize` makes) keeps all L tokens and returns a boolean key mask [1, 1, 1, L]."""
+    keep = attention_mask[0].bool()
+    count = int(keep.sum())
+    if bool(keep[:count].all()):
+        return input_ids[:, :count], None
+    return input_ids, keep.view(1, 1, 1, -1)
+
+
+def text_cls_forward(
+    text: BlipTextModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    image_embeds: torch.Tensor,
+    fused: bool,
+) -> torch.Tensor:
+    """The [CLS] feature [B, Dt] of `BlipTextModel` (bidirectional, cross-attending to image_embeds [B, N,
+    Dv]) for one prompt input_ids/attention_mask [1, L], with SDPA attention (post-LN BERT layers).
+
+    Until the first cross-attention nothing depends on the image, so the embeddings, layer 0's
+    self-attention and its cross-attention query run at batch 1 and are broadcast to the B frames.
+    """
+    if input_ids.shape[0] != 1:
+        raise RewardError(f"input_ids have batch {input_ids.shape[0]}; expected one prompt [1, L]")
+    config = text.config
+    heads = config.num_attention_heads
+    fuse_gelu = fused and _exact_gelu(config.hidden_act)
+    ids, key_mask = _prompt_tokens(input_ids, attention_mask)
+    batch = image_embeds.shape[0]
+    h = text.embeddings(input_ids=ids)  # [1, P, Dt], then [B, P, Dt] after the first cross-attention
+    for layer in text.encoder.layer:
+        sa, out = layer.attention.self, layer.attention.output
+        q, k, v = (_heads(linear(h, proj, fused), heads) for proj in (sa.query, sa.key, sa.value))
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # scale 1/sqrt(Dh), as BERT
+        h = out.LayerNorm(linear(_merge_heads(context), out.dense, fused, residual=h))
+        ca, out = layer.crossattention.self, layer.crossattention.output
+        q = _heads(linear(h, ca.query, fused), heads).expand(batch, -1, -1, -1)
+        k, v = (_heads(linear(image_embeds, proj, fused), heads) for proj in (ca.key, ca.value))
+        context = F.scaled_dot_product_attention(q, k, v)  # every vision token is attended: no mask
+        h = h.expand(batch, -1, -1).contiguous() if h.shape[0] != batch else h
+        h = out.LayerNorm(linear(_merge_heads(context), out.dense, fused, residual=h))
+        inter, out = layer.intermediate, layer.output
+        if fuse_gelu:
+            x = linear(h, inter.dense, fused, gelu=True)
+        else:
+            x = inter.intermediate_act_fn(linear(h, inter.dense, fused))
+        h = out.LayerNorm(linear(x, out.dense, fused, residual=h))
+    return h[:, 0, :]
 
 
 def vision_config_official() -> BlipVisionConfig:
