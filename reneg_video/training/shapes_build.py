@@ -72,7 +72,7 @@ class BuildConfig:
     vae: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 1e-3))
     decoder: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 5e-4))
     t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
-    t2v: StageSteps = field(default_factory=lambda: StageSteps(1200, 4, 5e-4))
+    t2v: StageSteps = field(default_factory=lambda: StageSteps(1600, 4, 5e-4))
     reward: StageSteps = field(default_factory=lambda: StageSteps(200, 32, 3e-4))
     # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
     reward_pool_prompts: int = 160
