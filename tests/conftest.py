@@ -64,3 +64,15 @@ def pipelines():
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine two threads made the trainer tests (and the tiny
+    VideoCrafter2 UNet) many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

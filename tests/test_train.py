@@ -256,15 +256,6 @@ class LinearProbe:
         return cells.flatten(1) @ self.weights.flatten().to(frames)
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine this test took 2.5 min with two, 26 s with one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_a_linear_probe_and_its_negation_move_the_held_out_reward_their_own_way(tmp_path, one_thread):
     """The learning test: training on r and on -r moves r on held-out prompts (fixed seeds) apart."""
     quick = ("--steps", "6", "--batch-size", "2", "--lr", "0.05", "--loss", "neg", "--val-prompts", "2")

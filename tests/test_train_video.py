@@ -39,15 +39,6 @@ TRAINABLE = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine two made the tiny VideoCrafter2 UNet ~15x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _args(name: str, out, *extra: str) -> list[str]:
     if not PROMPTS.exists():
         pytest.skip(f"{PROMPTS} not found")
