@@ -97,6 +97,44 @@ def test_judge_reads_motion_direction():
     assert judge.judge(frames, "a yellow square moving left on a black background")["motion"] == 0.0
 
 
+def test_trail_image_shows_which_way_a_clip_moved():
+    from reneg_video.training.shapes_build import trail_image
+
+    rng = np.random.default_rng(2)
+    frames = data.render(data.Attributes("circle", "white", "black", "right"), rng)
+    still = trail_image(frames)
+    assert still.shape == frames.shape[1:] and still.dtype == np.uint8
+    # The late frames weigh most: the trail is brightest where the shape ended, so its brightness-weighted
+    # centre lies right of the path's midpoint; the reversed clip's lies left of it.
+    xs = np.arange(W.IMAGE_SIZE)
+
+    def centre(image):
+        column = image.astype(np.float64).sum(axis=(0, 2))
+        return float((column * xs).sum() / column.sum())
+
+    path_mid = np.mean([centre(f) for f in frames[[0, -1]]])
+    assert centre(still) > path_mid + 0.5 > centre(trail_image(frames[::-1])) + 1.0
+
+
+def test_clip_twins_differ_only_in_shape_or_direction():
+    from reneg_video.training.shapes_build import clip_pairs
+
+    images, captions = clip_pairs(np.random.default_rng(3), 40)
+    assert images.shape == (80, W.IMAGE_SIZE, W.IMAGE_SIZE, 3)
+    kinds = set()
+    for first, twin in zip(captions[::2], captions[1::2], strict=True):
+        a, b = data.parse_caption(first), data.parse_caption(twin)
+        changed = {
+            k
+            for k in ("shape", "colour", "background", "direction", "words")
+            if getattr(a, k) != getattr(b, k)
+        }
+        assert changed in ({"shape"}, {"direction"}), (first, twin)
+        assert (a.direction is None) == (b.direction is None)
+        kinds |= changed
+    assert kinds == {"shape", "direction"}
+
+
 # ---- tokenizer and encoder family --------------------------------------------------------------------------
 
 
