@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from diffusers.utils import logging as diffusers_logging
 
+        from ..core.atomic import atomic_path
         from ..core.embedding import load_embedding
         from ..core.encoders import check_family
         from ..models.pipeline import load_pipeline, resolve_spec
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             reward=reward,
         )
         report.update(model=spec.name, negative_prompt=args.negative_prompt, neg=args.neg)
-        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        with atomic_path(out / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
         picture_grid(frames, prompts, args.seeds, args.grid_rows, out / "grid.png")
     except ReNegError as exc:
         print(f"shapes-eval: error: {exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_path
 from ..models.shapes.judge import CHECKS, judge, mean_interval
 from ..models.shapes.world import HANDCRAFTED_NEGATIVE
 from .shapes_build import sample_images, sample_videos
@@ -128,7 +129,8 @@ def picture_grid(
             image = Image.fromarray((np.clip(strip, 0, 1) * 255).round().astype(np.uint8))
             image = image.resize((cell_w, h * scale), Image.NEAREST)
             canvas.paste(image, (label_w + a * (cell_w + gap), y))
-    canvas.save(path)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
 
 
 __all__ = ["HANDCRAFTED_NEGATIVE", "Arm", "bootstrap_win_rate", "picture_grid", "run_arms"]
