@@ -20,14 +20,18 @@ from reneg_video.models.shapes.tokenizer import build_tokenizer
 HELD_OUT = data.split_prompts()[1]
 
 # Thresholds set from measurement, with margin (each measured value is in the comment).
-# shapes-t2i, 24 held-out prompts, seed 0, 20 DDIM steps, guidance 5: measured 0.642.
-T2I_MIN_ACCURACY = 0.55
-# shapes-t2v, 8 held-out prompts, seed 0: measured 0.583 (background 1.0, colour 1.0, shape 0.5, motion 0.0).
-T2V_MIN_ACCURACY = 0.48
-# shapes-reward ranks a clean render above a degraded one (judge decides): measured 27/40 = 0.675.
-REWARD_MIN_AGREEMENT = 0.55
-# Reduced build (BuildConfig.quick): mean loss of the last fifth over the first fifth; measured clip 0.78,
-# vae 0.92, t2i 0.54.
+# shapes-t2i, 24 held-out prompts, seed 0, 20 DDIM steps, guidance 5: measured 0.792 (v1 weights: 0.642).
+T2I_MIN_ACCURACY = 0.70
+# shapes-t2v, 8 held-out prompts, seed 0: measured 0.742 (background 1.0, colour 1.0, shape 0.48, crisp 0.97,
+# motion 0.0; v1 weights: 0.583).
+T2V_MIN_ACCURACY = 0.62
+# Shipped text encoder: hidden-state change when the shape / direction word changes (relative to its norm,
+# shapes_build.text_sensitivity): measured shape 0.72, direction 0.43 (the v1 encoder: 0.04, 0.02).
+TEXT_MIN_SENSITIVITY = {"shape": 0.2, "direction": 0.2}
+# shapes-reward ranks a clean render above a degraded one (judge decides): measured 34/40 = 0.85 (v1: 27/40).
+REWARD_MIN_AGREEMENT = 0.7
+# Reduced build (BuildConfig.quick): mean loss of the last fifth over the first fifth; measured clip 0.84,
+# vae 0.70, t2i 0.58 (v3 settings; v1: 0.78, 0.92, 0.54).
 QUICK_LOSS_RATIO = {"clip": 0.9, "vae": 0.97, "t2i": 0.75}
 
 
@@ -218,6 +222,14 @@ def _t2i_accuracy(pipe, negative=None, prompts=T2I_PROMPTS, seeds=(0,)) -> np.nd
     return np.array([judge.judge(im, p)["accuracy"] for im, (p, _) in zip(images, rows, strict=True)])
 
 
+def test_shipped_text_encoder_tells_shape_and_direction_words_apart(t2i):
+    from reneg_video.training.shapes_build import text_sensitivity
+
+    moved = text_sensitivity(t2i.text_encoder.float(), t2i.tokenizer, seed=0)
+    for kind, least in TEXT_MIN_SENSITIVITY.items():
+        assert moved[kind] >= least, moved
+
+
 def test_shipped_t2i_draws_what_prompts_say(t2i):
     acc = _t2i_accuracy(t2i)
     assert acc.mean() >= T2I_MIN_ACCURACY, acc.mean()
@@ -235,6 +247,27 @@ def test_shipped_t2v_moves_as_prompts_say():
     assert videos.shape == (len(T2V_PROMPTS), W.FRAMES, W.IMAGE_SIZE, W.IMAGE_SIZE, 3)
     result = judge.judge_many(list(videos), T2V_PROMPTS)
     assert result["accuracy"] >= T2V_MIN_ACCURACY, result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: shapes-t2v moves the shape in a direction set by the noise, not the word: 0.25 of "
+    "8 seeds x 4 words follow the word (scripts/shapes_motion_probe.py; docs/shapes.md says why). "
+    "Remove the mark when it does.",
+)
+def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
+    from reneg_video.models.pipeline import load_pipeline
+    from reneg_video.training.shapes_build import sample_videos
+
+    torch.set_num_threads(1)
+    pipe = load_pipeline("shapes-t2v", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    d = pipe.reneg_spec.defaults
+    prompts = [f"a red circle moving {w} on a blue background" for w in W.DIRECTIONS] * 2
+    seeds = [0] * len(W.DIRECTIONS) + [1] * len(W.DIRECTIONS)  # the same noise for every word
+    videos = sample_videos(pipe, prompts, seeds, steps=d.steps, guidance=d.guidance)
+    motion = [judge.judge(v, p)["motion"] for v, p in zip(videos, prompts, strict=True)]
+    assert np.mean(motion) > 0.5, motion
 
 
 def test_shapes_reward_prefers_what_the_judge_prefers():
@@ -258,12 +291,8 @@ def test_shapes_reward_prefers_what_the_judge_prefers():
     assert frames.grad is not None and frames.grad.abs().sum() > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: ReNeg does not help here by the judge: 0.670 vs null 0.680 on 60 held-out prompts x 2 "
-    "seeds (shapes-reward rises, the judge stays flat; see docs/shapes.md). Remove the mark when it does.",
-)
 def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
+    """Measured on 60 held-out prompts x 2 seeds: ReNeg 0.823 vs null 0.793 (the v1 weights: 0.670 vs 0.680)."""
     from reneg_video.core.embedding import load_embedding
 
     folder = W.weights_root()

@@ -52,6 +52,8 @@ EMA_DECAY = 0.995
 # learns to map a generator's slightly-off latents to clean frames (with clean latents only, it decoded
 # the t2i's samples as soft blobs: crisp 0.01 vs 0.47 on reconstructions in the first build).
 DECODER_LATENT_NOISE = 0.3
+# Weight of the VAE's edge loss (_edge_loss) beside L1 + MSE; 1.0 was the one value tried.
+VAE_EDGE_WEIGHT = 1.0
 # Reward normalisation, like ImageReward's (r - mean) / std: scores of the reward's own pool.
 REWARD_NORM_FILE = "reward_norm.json"
 
@@ -413,6 +415,12 @@ def text_encoder_from_clip(folder: Path):
 # ---- stage 2: VAE ------------------------------------------------------------------------------------------
 
 
+def _edge_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical pixel differences: weighs edges and corners, which plain L1/MSE
+    average away (the judge tells a triangle from a circle by its corners)."""
+    return F.l1_loss(recon.diff(dim=-1), x.diff(dim=-1)) + F.l1_loss(recon.diff(dim=-2), x.diff(dim=-2))
+
+
 def train_vae(out: Path, cfg: BuildConfig) -> None:
     from diffusers import AutoencoderKL
 
@@ -428,7 +436,8 @@ def train_vae(out: Path, cfg: BuildConfig) -> None:
         x = _to_tensor(frames[:, 0])
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        return F.l1_loss(recon, x) + F.mse_loss(recon, x) + kl_weight * posterior.kl().mean()
+        pixels = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+        return pixels + VAE_EDGE_WEIGHT * _edge_loss(recon, x) + kl_weight * posterior.kl().mean()
 
     losses = _loop("vae", out, cfg, s, {"vae": vae}, list(vae.parameters()), step_fn)
     with torch.no_grad():
@@ -516,7 +525,11 @@ def _diffusion_loss(unet, scheduler, latents: torch.Tensor, context: torch.Tenso
     noise = torch.randn(latents.shape, generator=gen)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
     noisy = scheduler.add_noise(latents, noise, t)
-    return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, noise)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, target)
 
 
 def train_t2i(out: Path, cfg: BuildConfig) -> None:
