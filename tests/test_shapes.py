@@ -306,6 +306,20 @@ def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
     assert reneg.mean() > null.mean(), (reneg.mean(), null.mean())
 
 
+def test_compare_and_validate_use_the_worlds_own_handcrafted_negative():
+    from reneg_video.core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT, baseline_negative
+    from reneg_video.models.pipeline import resolve_spec
+
+    for name in ("shapes-t2i", "shapes-t2v"):
+        own = resolve_spec(name).defaults.negative_prompt
+        assert own == W.HANDCRAFTED_NEGATIVE, name
+        assert baseline_negative(None, own) == W.HANDCRAFTED_NEGATIVE
+    assert baseline_negative(PAPER_NEGATIVE_ALIAS, W.HANDCRAFTED_NEGATIVE) == PAPER_NEGATIVE_PROMPT
+    assert baseline_negative("washed out", W.HANDCRAFTED_NEGATIVE) == "washed out"
+    assert resolve_spec("zeroscope").defaults.negative_prompt is None
+    assert baseline_negative(None, None) == PAPER_NEGATIVE_PROMPT
+
+
 # ---- a reduced build learns --------------------------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ReNegError, UsageError
-from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
+from ..core.prompts import PAPER_NEGATIVE_ALIAS, baseline_negative
 from ..rewards.frames import frame_scores
 from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", default="imagereward", help="reward or ensemble scoring every frame")
     p.add_argument(
         "--negative-prompt",
-        default=PAPER_NEGATIVE_ALIAS,
-        help=f"handcrafted baseline; default {PAPER_NEGATIVE_ALIAS} = the ReNeg paper's handcrafted prompt",
+        default=None,
+        help=f"handcrafted baseline; {PAPER_NEGATIVE_ALIAS} = the ReNeg paper's handcrafted prompt; default: the "
+        f"model's own (its spec's [defaults] negative_prompt), else {PAPER_NEGATIVE_ALIAS}",
     )
     p.add_argument(
         "--out", required=True, metavar="DIR", help="report folder (created; must not exist unless --resume)"
@@ -126,9 +127,7 @@ def run(argv: list[str] | None = None) -> dict | None:
     require_cfg(settings, "--neg")  # every arm would be the same video
     neg = load_embedding(args.neg)
     check_family(neg.family, spec.family, spec.name, args.neg)
-    handcrafted = (
-        PAPER_NEGATIVE_PROMPT if args.negative_prompt == PAPER_NEGATIVE_ALIAS else args.negative_prompt
-    )
+    handcrafted = baseline_negative(args.negative_prompt, spec.defaults.negative_prompt)
     out = Path(args.out)
     manifest = {
         "model": spec.name,

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.errors import ReNegError, UsageError
 from ..core.export import GIF_MAX_FPS
 from ..core.memory import PRESET_HELP
-from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT
+from ..core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT, baseline_negative
 from ..rewards.frames import frame_scores
 from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
@@ -47,7 +47,7 @@ embeddings (--neg):
 outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
   prompts each file name gets -000, -001, ... before its suffix. --compare also writes NAME-compare.EXT:
-  null text | handcrafted negative (--negative-prompt, default {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
+  null text | handcrafted (--negative-prompt; default the model's own, else {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
   Several prompts under `accelerate launch --multi_gpu --num_processes N -m reneg_video.commands.video ...`
   are shared out over the processes (one GPU each; on CPU add --device cpu); the main one writes --json.
 
@@ -501,7 +501,11 @@ def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
                 baselines = {
                     "null": generate(pipe, spec, prompt, seeded, None),
                     "handcrafted": generate(
-                        pipe, spec, prompt, seeded, run.negative_prompt or PAPER_NEGATIVE_PROMPT
+                        pipe,
+                        spec,
+                        prompt,
+                        seeded,
+                        baseline_negative(run.negative_prompt, spec.defaults.negative_prompt),
                     ),
                 }
             arms = {**baselines, **arms}

@@ -15,6 +15,15 @@ PAPER_NEGATIVE_PROMPT = (
 PAPER_NEGATIVE_ALIAS = "@paper"
 
 
+def baseline_negative(value: str | None, model_negative: str | None) -> str:
+    """The handcrafted baseline arm's text: `value` as given, the paper's prompt for PAPER_NEGATIVE_ALIAS,
+    and for None the model's own (its spec's `[defaults] negative_prompt`; a small world's vocabulary
+    cannot spell the paper's 165-token prompt in its 16 tokens), else the paper's."""
+    if value == PAPER_NEGATIVE_ALIAS:
+        return PAPER_NEGATIVE_PROMPT
+    return value or model_negative or PAPER_NEGATIVE_PROMPT
+
+
 def read_prompts_file(path: str | Path) -> list[str]:
     """One prompt per line of a UTF-8 text file; blank lines and `#` comments skipped (may be empty)."""
     path = Path(path)

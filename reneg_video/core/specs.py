@@ -38,6 +38,8 @@ class Defaults:
     steps: int
     guidance: float
     scheduler: str | None = None  # a diffusers scheduler class name; None keeps the one the model ships
+    # The handcrafted negative of --compare and reneg-validate's baseline; None: the ReNeg paper's prompt.
+    negative_prompt: str | None = None
 
 
 @dataclass(frozen=True)
