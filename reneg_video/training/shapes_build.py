@@ -203,11 +203,15 @@ def _write_stage(out: Path, name: str, save: Callable[[Path], None], info: dict)
         (tmp / "stage.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
-def _encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
-    ids = tokenizer(
+def _token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """[N, TEXT_TOKENS] ids, padded and truncated to the shapes encoder's 16 positions."""
+    return tokenizer(
         captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
     ).input_ids
-    return text_encoder(ids).last_hidden_state
+
+
+def _encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    return text_encoder(_token_ids(tokenizer, captions)).last_hidden_state
 
 
 # ---- stage 1: tiny CLIP ----------------------------------------------------------------------------------
@@ -232,10 +236,8 @@ def _clip_inputs(frames: np.ndarray) -> torch.Tensor:
 
 def contrastive_loss(model, tokenizer, frames: np.ndarray, captions: list[str]) -> torch.Tensor:
     """Symmetric InfoNCE with soft targets: equal captions in a batch are all positives."""
-    tokens = tokenizer(
-        captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
-    )
-    out = model(input_ids=tokens.input_ids, pixel_values=_clip_inputs(frames))
+    ids = _token_ids(tokenizer, captions)
+    out = model(input_ids=ids, pixel_values=_clip_inputs(frames))
     same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
     targets = same / same.sum(1, keepdim=True)
     logits = out.logits_per_image
@@ -256,13 +258,15 @@ def trail_image(frames: np.ndarray) -> np.ndarray:
     return np.tensordot(weights, frames.astype(np.float32), axes=1).round().astype(np.uint8)
 
 
+def _other(rng: np.random.Generator, choices, current: str | None) -> str:
+    return str(rng.choice([c for c in choices if c != current]))
+
+
 def _changed(a: shapes_data.Attributes, rng: np.random.Generator) -> shapes_data.Attributes:
     """`a` with its shape or (when it moves) its direction changed: the hard negative of a CLIP pair."""
     if a.direction and rng.random() < 0.5:
-        direction = str(rng.choice([d for d in W.DIRECTIONS if d != a.direction]))
-        return shapes_data.Attributes(a.shape, a.colour, a.background, direction, a.words)
-    shape = str(rng.choice([s for s in W.SHAPES if s != a.shape]))
-    return shapes_data.Attributes(shape, a.colour, a.background, a.direction, a.words)
+        return replace(a, direction=_other(rng, W.DIRECTIONS, a.direction))
+    return replace(a, shape=_other(rng, W.SHAPES, a.shape))
 
 
 def clip_pairs(rng: np.random.Generator, pairs: int) -> tuple[np.ndarray, list[str]]:
@@ -277,7 +281,7 @@ def clip_pairs(rng: np.random.Generator, pairs: int) -> tuple[np.ndarray, list[s
         first = shapes_data.make_sample(rng, video=video)
         a = first.attributes
         if not video:
-            a = shapes_data.Attributes(a.shape, a.colour, a.background, None, a.words)
+            a = replace(a, direction=None)
         twin = _changed(a, rng)
         frames = shapes_data.render(
             twin, rng, frames=W.FRAMES if video else 1, degradations=first.degradations
@@ -298,10 +302,8 @@ def text_probe(model, tokenizer, seed: int, count: int = 200) -> dict[str, float
             images, captions = clip_pairs(rng, 1)
             a, b = (shapes_data.parse_caption(c) for c in captions)
             kind = "shape" if a.shape != b.shape else "direction"
-            tokens = tokenizer(
-                captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
-            )
-            logits = model(input_ids=tokens.input_ids, pixel_values=_clip_inputs(images)).logits_per_image
+            ids = _token_ids(tokenizer, captions)
+            logits = model(input_ids=ids, pixel_values=_clip_inputs(images)).logits_per_image
             hits[kind].append(bool(logits[0, 0] > logits[0, 1]) and bool(logits[1, 1] > logits[1, 0]))
     return {k: float(np.mean(v)) for k, v in hits.items() if v}
 
@@ -339,10 +341,6 @@ class CaptionHeads(torch.nn.Module):
         )
 
 
-def _other(rng: np.random.Generator, choices, current: str | None) -> str:
-    return str(rng.choice([c for c in choices if c != current]))
-
-
 def text_sensitivity(text_model, tokenizer, seed: int, count: int = 100) -> dict[str, float]:
     """How far the encoder's last hidden state moves (mean L2 over the 16 positions, relative to its mean
     norm) when one word of a caption changes: what the generators can condition on, per attribute."""
@@ -371,10 +369,8 @@ def train_clip(out: Path, cfg: BuildConfig) -> None:
 
     def step_fn(step: int) -> torch.Tensor:
         images, captions = clip_pairs(_rng(cfg.seed, "clip", step), s.batch // 2)
-        tokens = tokenizer(
-            captions, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
-        )
-        pooled = model.text_model(input_ids=tokens.input_ids).pooler_output
+        ids = _token_ids(tokenizer, captions)
+        pooled = model.text_model(input_ids=ids).pooler_output
         return contrastive_loss(model, tokenizer, images, captions) + heads.loss(pooled, captions)
 
     modules = {"model": model, "heads": heads}
@@ -773,22 +769,18 @@ def train_reward(out: Path, cfg: BuildConfig) -> None:
             winners.append(frames[win])
             losers.append(frames[lose])
             prompts.append(prompt)
-        tokens = tokenizer(
-            prompts, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
-        )
+        ids = _token_ids(tokenizer, prompts)
         pixels = _clip_inputs(np.stack(winners + losers))
-        scores = _clip_scores(model, tokens.input_ids.repeat(2, 1), pixels)
+        scores = _clip_scores(model, ids.repeat(2, 1), pixels)
         return -F.logsigmoid(scores[: len(prompts)] - scores[len(prompts) :]).mean()
 
     losses = _loop("reward", out, cfg, s, {"model": model}, list(model.parameters()), step_fn)
     model.eval()
     with torch.no_grad():
-        tokens = tokenizer(
-            pool_prompts, padding="max_length", truncation=True, max_length=W.TEXT_TOKENS, return_tensors="pt"
-        )
+        ids = _token_ids(tokenizer, pool_prompts)
         scores = torch.cat(
             [
-                _clip_scores(model, tokens.input_ids[i : i + 256], _clip_inputs(pool_frames[i : i + 256]))
+                _clip_scores(model, ids[i : i + 256], _clip_inputs(pool_frames[i : i + 256]))
                 for i in range(0, len(pool_prompts), 256)
             ]
         )
