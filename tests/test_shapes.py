@@ -306,6 +306,52 @@ def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
     assert reneg.mean() > null.mean(), (reneg.mean(), null.mean())
 
 
+def test_refinement_arms_start_from_the_embedding_arm_and_keep_the_best(t2i):
+    """best-of 1 is the embedding arm itself; optimize-neg and best-of keep their start when it scores best,
+    so per sample their reward is never below the embedding arm's (same noise, same reward)."""
+    from reneg_video.core.embedding import load_embedding
+    from reneg_video.rewards import load_reward
+    from reneg_video.training.shapes_eval import Arm, run_arms
+
+    emb = load_embedding(W.weights_root() / W.RENEG_BIN)
+    arms = [Arm("reneg", emb.tensor)]
+    arms += [
+        Arm(k, emb.tensor, (k, n), emb) for k, n in (("best-of", 1), ("optimize-neg", 2), ("best-of", 3))
+    ]
+    arms[1:] = [Arm(f"{a.name} {a.refine[1]}", a.negative, a.refine, a.embedding) for a in arms[1:]]
+    reward = load_reward("shapes-reward")
+    spec = t2i.reneg_spec
+    report, frames = run_arms(
+        t2i, False, arms, HELD_OUT[:2], 1, steps=spec.defaults.steps, guidance=spec.defaults.guidance,
+        reward=reward, spec=spec,
+    )  # fmt: skip
+    np.testing.assert_allclose(frames["best-of 1"], frames["reneg"], atol=1e-6)
+    assert not np.allclose(frames["best-of 3"], frames["reneg"])  # seeds 1, 2 do win somewhere
+    from reneg_video.training.shapes_eval import mean_reward
+
+    for name in ("optimize-neg 2", "best-of 3"):
+        for i, prompt in enumerate(HELD_OUT[:2]):
+            ours, start = (
+                mean_reward(reward, frames[name][i], prompt),
+                mean_reward(reward, frames["reneg"][i], prompt),
+            )
+            assert ours >= start - 1e-4, (name, prompt, ours, start)
+
+
+def test_shapes_eval_refuses_refinement_without_one_embedding(tmp_path, capsys):
+    from reneg_video.commands.shapes_eval import main
+
+    assert main(["--model", "shapes-t2i", "--best-of", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "exactly one --neg" in capsys.readouterr().err
+    neg = str(W.weights_root() / W.RENEG_BIN)
+    assert (
+        main(["--model", "shapes-t2i", "--neg", neg, "--optimize-neg", "11", "--out", str(tmp_path / "b")])
+        == 2
+    )
+    assert "--optimize-neg 11: expected 1..10" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_compare_and_validate_use_the_worlds_own_handcrafted_negative():
     from reneg_video.core.prompts import PAPER_NEGATIVE_ALIAS, PAPER_NEGATIVE_PROMPT, baseline_negative
     from reneg_video.models.pipeline import resolve_spec

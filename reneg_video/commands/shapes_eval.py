@@ -4,6 +4,9 @@
         --neg reneg_video/models/shapes/weights/shapes_reneg_emb.bin --prompts heldout --seeds 4 \
         --out runs/shapes-transfer
 
+Per-sample refinement arms, each from the one --neg embedding, against shapes-reward (the options of
+`reneg-video` of the same names): --optimize-neg STEPS, --optimize-noise STEPS, --best-of N.
+
 Writes OUT/report.json (per arm: judge accuracy, pass rate, checks, shapes-reward, 95% intervals; ReNeg's
 per-prompt win rates with bootstrap intervals) and OUT/grid.png (the first prompts, every arm).
 """
@@ -42,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="denoising steps (default: the spec's)")
     p.add_argument("--guidance", type=float, help="CFG scale (default: the spec's)")
     p.add_argument("--no-reward", action="store_true", help="judge only")
+    p.add_argument(
+        "--optimize-neg",
+        type=int,
+        metavar="STEPS",
+        help="add an arm: the --neg embedding refined per sample for STEPS (1..10) reward steps",
+    )
+    p.add_argument(
+        "--optimize-noise",
+        type=int,
+        metavar="STEPS",
+        help="add an arm: the initial noise optimised per sample for STEPS iterations, with the --neg embedding",
+    )
+    p.add_argument(
+        "--best-of",
+        type=int,
+        metavar="N",
+        help="add an arm: the --neg embedding's best of seeds seed..seed+N-1 by mean frame reward",
+    )
     p.add_argument("--grid-rows", type=int, default=6, help="prompts shown in grid.png")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created)")
     return p
@@ -69,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"--seeds {args.seeds} / --max-prompts {args.max_prompts}: expected positive counts"
             )
+        refinements = [
+            (k, getattr(args, k.replace("-", "_"))) for k in ("optimize-neg", "optimize-noise", "best-of")
+        ]
+        refinements = [(k, n) for k, n in refinements if n is not None]
+        for kind, n in refinements:
+            if n < 1 or (kind == "optimize-neg" and n > 10):
+                raise UsageError(
+                    f"--{kind} {n}: expected {'1..10' if kind == 'optimize-neg' else 'a positive count'}"
+                )
+        if refinements and (len(args.neg) != 1 or args.no_reward):
+            raise UsageError(
+                f"--{refinements[0][0]}: refines one embedding against shapes-reward; pass exactly one --neg "
+                "and leave out --no-reward"
+            )
         prompts = _prompts(args.prompts)[: args.max_prompts]
         import torch
         from diffusers.utils import logging as diffusers_logging
@@ -89,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             emb = load_embedding(path)
             check_family(emb.family, spec.family, spec.name, path)
             arms.append(Arm("reneg" if len(args.neg) == 1 else Path(path).stem, emb.tensor))
+        arms += [Arm(f"reneg+{k} {n}", emb.tensor, (k, n), emb) for k, n in refinements]
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         pipe = load_pipeline(args.model, "cpu", "float32", model_path=args.model_path)
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps or spec.defaults.steps,
             guidance=spec.defaults.guidance if args.guidance is None else args.guidance,
             reward=reward,
+            spec=spec,
         )
         report.update(model=spec.name, negative_prompt=args.negative_prompt, neg=args.neg)
         with atomic_path(out / "report.json") as tmp:

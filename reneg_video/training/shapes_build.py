@@ -645,22 +645,36 @@ def video_pipeline(out: Path):
     )
 
 
+def seed_latents(seeds: list[int], *, video: bool) -> torch.Tensor:
+    """Initial noise [N, ...], row i from seed i alone: the noise `reneg-video --seed` renders."""
+    shape = (W.LATENT_CHANNELS, *((W.FRAMES,) if video else ()), W.LATENT_SIZE, W.LATENT_SIZE)
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in seeds])
+
+
 @torch.no_grad()
 def sample_images(
-    pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float, negative=None, batch=64
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    steps: int,
+    guidance: float,
+    negative=None,
+    batch=64,
+    latents: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """float [N, H, W, 3] in [0, 1]; sample i from its own seed (same noise whatever the batching)."""
+    """float [N, H, W, 3] in [0, 1]; sample i from its own seed (same noise whatever the batching), or
+    from row i of `latents` when given."""
     out = []
     for start in range(0, len(prompts), batch):
         p, sd = prompts[start : start + batch], seeds[start : start + batch]
-        shape = (W.LATENT_CHANNELS, W.LATENT_SIZE, W.LATENT_SIZE)
-        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in sd])
+        rows = seed_latents(sd, video=False) if latents is None else latents[start : start + batch]
         kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
         if isinstance(negative, torch.Tensor):
             kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
         images = pipe(
             prompt=p,
-            latents=latents,
+            latents=rows,
             num_inference_steps=steps,
             guidance_scale=guidance,
             output_type="np",
@@ -674,20 +688,27 @@ def sample_images(
 
 @torch.no_grad()
 def sample_videos(
-    pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float, negative=None, batch=8
+    pipe,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    steps: int,
+    guidance: float,
+    negative=None,
+    batch=8,
+    latents: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """float [N, F, H, W, 3] in [0, 1]; video i from its own seed."""
+    """float [N, F, H, W, 3] in [0, 1]; video i from its own seed, or from row i of `latents` when given."""
     out = []
     for start in range(0, len(prompts), batch):
         p, sd = prompts[start : start + batch], seeds[start : start + batch]
-        shape = (W.LATENT_CHANNELS, W.FRAMES, W.LATENT_SIZE, W.LATENT_SIZE)
-        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in sd])
+        rows = seed_latents(sd, video=True) if latents is None else latents[start : start + batch]
         kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
         if isinstance(negative, torch.Tensor):
             kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
         frames = pipe(
             prompt=p,
-            latents=latents,
+            latents=rows,
             num_frames=W.FRAMES,
             num_inference_steps=steps,
             guidance_scale=guidance,

@@ -6,6 +6,12 @@ with a 95% interval (normal approximation over samples). Per embedding arm vs ea
 per-prompt win rate by judge accuracy and by reward (prompt won when its mean over seeds is higher, ties
 half), with a 95% percentile-bootstrap interval over prompts.
 
+Refinement arms (`Arm.refine`) start from an embedding arm and apply, per prompt and seed, what
+`reneg-video`'s option of the same name does against the reward: `optimize-neg` (ReNeg's per-sample
+stage), `optimize-noise` (ReNO-style) or `best-of` (seeds seed..seed+N-1, the best mean frame reward kept).
+The reward they optimise is the one that scores the arms, so their reward gain is partly by
+construction; the judge, which nothing optimises, is the measure that counts.
+
 Shape legend: N samples (prompts x seeds), F frames, H x W pixels.
 """
 
@@ -17,9 +23,12 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.embedding import NegativeEmbedding
 from ..models.shapes.judge import CHECKS, judge, mean_interval
 from ..models.shapes.world import HANDCRAFTED_NEGATIVE
 from .shapes_build import sample_images, sample_videos
+
+REFINEMENTS = ("optimize-neg", "optimize-noise", "best-of")
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -28,6 +37,8 @@ BOOTSTRAP_RESAMPLES = 2000
 class Arm:
     name: str
     negative: str | torch.Tensor | None  # None: null text (the empty prompt)
+    refine: tuple[str, int] | None = None  # (one of REFINEMENTS, its steps or N), from `embedding`
+    embedding: NegativeEmbedding | None = None
 
 
 def bootstrap_win_rate(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
@@ -44,6 +55,59 @@ def _interval(values) -> dict:
     return {"mean": m, "low": low, "high": high}
 
 
+@torch.no_grad()
+def mean_reward(reward, frames: np.ndarray, prompt: str) -> float:
+    """Mean reward over the frames of one sample (float [F, H, W, 3] or [H, W, 3] in [0, 1])."""
+    x = torch.from_numpy(frames.reshape(-1, *frames.shape[-3:])).permute(0, 3, 1, 2)
+    return float(reward.score_frames(x, prompt).mean())
+
+
+def refined_samples(
+    pipe,
+    spec,
+    arm: Arm,
+    prompts: list[str],
+    seeds: list[int],
+    *,
+    video: bool,
+    steps: int,
+    guidance: float,
+    reward,
+) -> np.ndarray:
+    """Arm `arm.refine` rendered per sample, as `sample_images`/`sample_videos` return them."""
+    from tqdm.auto import tqdm
+
+    from ..models.generate import settings_for
+    from .refine import optimize_negative, optimize_noise
+
+    kind, amount = arm.refine
+    sample = sample_videos if video else sample_images
+    out = []
+    for prompt, seed in tqdm(list(zip(prompts, seeds, strict=True)), desc=arm.name, mininterval=5):
+        settings = settings_for(spec, seed=seed, steps=steps, guidance=guidance)
+        if kind == "optimize-neg":
+            best = optimize_negative(pipe, spec, arm.embedding, prompt, settings, reward, amount).best
+            frames = sample(pipe, [prompt], [seed], steps=steps, guidance=guidance, negative=best)
+        elif kind == "optimize-noise":
+            refined = optimize_noise(pipe, spec, arm.embedding, prompt, settings, reward, amount)
+            latents = refined.noise / pipe.scheduler.init_noise_sigma  # the pipeline scales them again
+            frames = sample(
+                pipe, [prompt], [seed], steps=steps, guidance=guidance, negative=arm.negative, latents=latents
+            )
+        else:  # best-of
+            candidates = sample(
+                pipe,
+                [prompt] * amount,
+                [seed + k for k in range(amount)],
+                steps=steps,
+                guidance=guidance,
+                negative=arm.negative,
+            )
+            frames = candidates[[int(np.argmax([mean_reward(reward, c, prompt) for c in candidates]))]]
+        out.append(frames)
+    return np.concatenate(out)
+
+
 def run_arms(
     pipe,
     video: bool,
@@ -54,8 +118,10 @@ def run_arms(
     steps: int,
     guidance: float,
     reward=None,
+    spec=None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Render and score every arm; returns the report and the frames per arm ([N, F, H, W, 3])."""
+    """Render and score every arm; returns the report and the frames per arm ([N, F, H, W, 3]).
+    Refinement arms need `spec` (the model's adapter spec) and `reward` (their objective)."""
     rows = [(p, s) for p in prompts for s in range(seeds)]
     row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
     sample = sample_videos if video else sample_images
@@ -63,7 +129,22 @@ def run_arms(
     per_prompt: dict[str, dict[str, np.ndarray]] = {}
     frames_by_arm = {}
     for arm in arms:
-        frames = sample(pipe, row_prompts, row_seeds, steps=steps, guidance=guidance, negative=arm.negative)
+        if arm.refine is None:
+            frames = sample(
+                pipe, row_prompts, row_seeds, steps=steps, guidance=guidance, negative=arm.negative
+            )
+        else:
+            frames = refined_samples(
+                pipe,
+                spec,
+                arm,
+                row_prompts,
+                row_seeds,
+                video=video,
+                steps=steps,
+                guidance=guidance,
+                reward=reward,
+            )
         if not video:
             frames = frames[:, None]
         frames_by_arm[arm.name] = frames
@@ -76,13 +157,7 @@ def run_arms(
         }
         scores = None
         if reward is not None:
-            with torch.no_grad():
-                scores = np.array(
-                    [
-                        float(reward.score_frames(torch.from_numpy(f).permute(0, 3, 1, 2), p).mean())
-                        for f, p in zip(frames, row_prompts, strict=True)
-                    ]
-                )
+            scores = np.array([mean_reward(reward, f, p) for f, p in zip(frames, row_prompts, strict=True)])
             entry["reward"] = _interval(scores)
         report["arms"][arm.name] = entry
         per_prompt[arm.name] = {
@@ -133,4 +208,13 @@ def picture_grid(
         canvas.save(tmp, format="PNG")
 
 
-__all__ = ["HANDCRAFTED_NEGATIVE", "Arm", "bootstrap_win_rate", "picture_grid", "run_arms"]
+__all__ = [
+    "HANDCRAFTED_NEGATIVE",
+    "REFINEMENTS",
+    "Arm",
+    "bootstrap_win_rate",
+    "mean_reward",
+    "picture_grid",
+    "refined_samples",
+    "run_arms",
+]
