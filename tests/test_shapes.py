@@ -338,6 +338,15 @@ def test_refinement_arms_start_from_the_embedding_arm_and_keep_the_best(t2i):
             assert ours >= start - 1e-4, (name, prompt, ours, start)
 
 
+def test_shapes_eval_help_names_its_arms_and_outputs():
+    from reneg_video.commands.shapes_eval import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for needle in ("null-text, handcrafted-negative and ReNeg", "--optimize-neg STEPS", "--optimize-noise STEPS",
+                   "--best-of N", "seed..seed+N-1", "heldout, train", "judge only"):  # fmt: skip
+        assert needle in text, needle
+
+
 def test_shapes_eval_refuses_refinement_without_one_embedding(tmp_path, capsys):
     from reneg_video.commands.shapes_eval import main
 
