@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the spec's)")
     args = p.parse_args()
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import sample_videos
+    from reneg_video.training.shapes_build import sample
 
     a = data.parse_caption(args.prompt)
     if a is None:
@@ -43,10 +43,11 @@ def main() -> None:
     d = pipe.reneg_spec.defaults
     prompts = [data.caption_for(data.Attributes(a.shape, a.colour, a.background, w)) for w in DIRECTIONS]
     rows = [(s, w, q) for s in range(args.seeds) for w, q in zip(DIRECTIONS, prompts, strict=True)]
-    videos = sample_videos(
+    videos = sample(
         pipe,
         [q for _, _, q in rows],
         [s for s, _, _ in rows],
+        video=True,
         steps=args.steps or d.steps,
         guidance=d.guidance if args.guidance is None else args.guidance,
     )

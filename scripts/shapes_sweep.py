@@ -13,7 +13,7 @@ import torch
 from reneg_video.models.pipeline import load_pipeline, resolve_spec
 from reneg_video.models.shapes.data import split_prompts
 from reneg_video.models.shapes.judge import judge, mean_interval
-from reneg_video.training.shapes_build import sample_images, sample_videos
+from reneg_video.training.shapes_build import sample
 
 
 def main() -> None:
@@ -31,11 +31,17 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     held = split_prompts()[1][: args.prompts]
     rows = [(q, s) for q in held for s in range(args.seeds)]
-    sample = sample_videos if spec.kind == "video" else sample_images
     results = []
     for steps in map(int, args.steps.split(",")):
         for guidance in map(float, args.guidance.split(",")):
-            frames = sample(pipe, [q for q, _ in rows], [s for _, s in rows], steps=steps, guidance=guidance)
+            frames = sample(
+                pipe,
+                [q for q, _ in rows],
+                [s for _, s in rows],
+                video=spec.kind == "video",
+                steps=steps,
+                guidance=guidance,
+            )
             acc = [judge(f, q)["accuracy"] for f, (q, _) in zip(frames, rows, strict=True)]
             passed = [judge(f, q)["passed"] for f, (q, _) in zip(frames, rows, strict=True)]
             m, lo, hi = mean_interval(acc)

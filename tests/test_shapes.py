@@ -211,12 +211,12 @@ def t2i():
 
 
 def _t2i_accuracy(pipe, negative=None, prompts=T2I_PROMPTS, seeds=(0,)) -> np.ndarray:
-    from reneg_video.training.shapes_build import sample_images
+    from reneg_video.training.shapes_build import sample
 
     spec = pipe.reneg_spec
     rows = [(p, s) for p in prompts for s in seeds]
-    images = sample_images(
-        pipe, [p for p, _ in rows], [s for _, s in rows], steps=spec.defaults.steps,
+    images = sample(
+        pipe, [p for p, _ in rows], [s for _, s in rows], video=False, steps=spec.defaults.steps,
         guidance=spec.defaults.guidance, negative=negative,
     )  # fmt: skip
     return np.array([judge.judge(im, p)["accuracy"] for im, (p, _) in zip(images, rows, strict=True)])
@@ -237,13 +237,13 @@ def test_shipped_t2i_draws_what_prompts_say(t2i):
 
 def test_shipped_t2v_moves_as_prompts_say():
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import sample_videos
+    from reneg_video.training.shapes_build import sample
 
     torch.set_num_threads(1)
     pipe = load_pipeline("shapes-t2v", "cpu", "float32")
     pipe.set_progress_bar_config(disable=True)
     d = pipe.reneg_spec.defaults
-    videos = sample_videos(pipe, T2V_PROMPTS, [0] * len(T2V_PROMPTS), steps=d.steps, guidance=d.guidance)
+    videos = sample(pipe, T2V_PROMPTS, [0] * len(T2V_PROMPTS), video=True, steps=d.steps, guidance=d.guidance)
     assert videos.shape == (len(T2V_PROMPTS), W.FRAMES, W.IMAGE_SIZE, W.IMAGE_SIZE, 3)
     result = judge.judge_many(list(videos), T2V_PROMPTS)
     assert result["accuracy"] >= T2V_MIN_ACCURACY, result
@@ -257,7 +257,7 @@ def test_shipped_t2v_moves_as_prompts_say():
 )
 def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import sample_videos
+    from reneg_video.training.shapes_build import sample
 
     torch.set_num_threads(1)
     pipe = load_pipeline("shapes-t2v", "cpu", "float32")
@@ -265,7 +265,7 @@ def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
     d = pipe.reneg_spec.defaults
     prompts = [f"a red circle moving {w} on a blue background" for w in W.DIRECTIONS] * 2
     seeds = [0] * len(W.DIRECTIONS) + [1] * len(W.DIRECTIONS)  # the same noise for every word
-    videos = sample_videos(pipe, prompts, seeds, steps=d.steps, guidance=d.guidance)
+    videos = sample(pipe, prompts, seeds, video=True, steps=d.steps, guidance=d.guidance)
     motion = [judge.judge(v, p)["motion"] for v, p in zip(videos, prompts, strict=True)]
     assert np.mean(motion) > 0.5, motion
 
@@ -418,7 +418,7 @@ def test_a_clean_build_reproduces_the_same_weights(quick_build, tmp_path):
 def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_build):
     from diffusers import UNet2DConditionModel
 
-    from reneg_video.training.shapes_build import image_pipeline, sample_images
+    from reneg_video.training.shapes_build import image_pipeline, sample
 
     pipe = image_pipeline(quick_build)
     pipe.set_progress_bar_config(disable=True)
@@ -426,7 +426,7 @@ def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_build):
     seeds = list(range(len(prompts)))
 
     def accuracy() -> float:
-        images = sample_images(pipe, prompts, seeds, steps=10, guidance=5.0)
+        images = sample(pipe, prompts, seeds, video=False, steps=10, guidance=5.0)
         return judge.judge_many(list(images), prompts)["accuracy"]
 
     trained = accuracy()

@@ -652,27 +652,32 @@ def seed_latents(seeds: list[int], *, video: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_images(
+def sample(
     pipe,
     prompts: list[str],
     seeds: list[int],
     *,
+    video: bool,
     steps: int,
     guidance: float,
-    negative=None,
-    batch=64,
+    negative: str | torch.Tensor | None = None,
+    batch: int | None = None,
     latents: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """float [N, H, W, 3] in [0, 1]; sample i from its own seed (same noise whatever the batching), or
-    from row i of `latents` when given."""
+    """float [N, H, W, 3] (images) or [N, F, H, W, 3] (videos) in [0, 1]; sample i from its own seed (the
+    same noise whatever the batching), or from row i of `latents` when given. `negative`: a negative
+    prompt or a negative embedding [1, tokens, width]."""
+    batch = batch or (8 if video else 64)
     out = []
     for start in range(0, len(prompts), batch):
         p, sd = prompts[start : start + batch], seeds[start : start + batch]
-        rows = seed_latents(sd, video=False) if latents is None else latents[start : start + batch]
-        kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
-        if isinstance(negative, torch.Tensor):
-            kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
-        images = pipe(
+        rows = seed_latents(sd, video=video) if latents is None else latents[start : start + batch]
+        kwargs: dict = dict(num_frames=W.FRAMES) if video else {}
+        if isinstance(negative, str):
+            kwargs["negative_prompt"] = [negative] * len(p)
+        elif isinstance(negative, torch.Tensor):
+            kwargs["negative_prompt_embeds"] = negative.expand(len(p), -1, -1)
+        result = pipe(
             prompt=p,
             latents=rows,
             num_inference_steps=steps,
@@ -681,43 +686,8 @@ def sample_images(
             height=W.IMAGE_SIZE,
             width=W.IMAGE_SIZE,
             **kwargs,
-        ).images
-        out.append(np.asarray(images, dtype=np.float32))
-    return np.concatenate(out)
-
-
-@torch.no_grad()
-def sample_videos(
-    pipe,
-    prompts: list[str],
-    seeds: list[int],
-    *,
-    steps: int,
-    guidance: float,
-    negative=None,
-    batch=8,
-    latents: torch.Tensor | None = None,
-) -> np.ndarray:
-    """float [N, F, H, W, 3] in [0, 1]; video i from its own seed, or from row i of `latents` when given."""
-    out = []
-    for start in range(0, len(prompts), batch):
-        p, sd = prompts[start : start + batch], seeds[start : start + batch]
-        rows = seed_latents(sd, video=True) if latents is None else latents[start : start + batch]
-        kwargs = dict(negative_prompt=[negative] * len(p)) if isinstance(negative, str) else {}
-        if isinstance(negative, torch.Tensor):
-            kwargs = dict(negative_prompt_embeds=negative.expand(len(p), -1, -1))
-        frames = pipe(
-            prompt=p,
-            latents=rows,
-            num_frames=W.FRAMES,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            output_type="np",
-            height=W.IMAGE_SIZE,
-            width=W.IMAGE_SIZE,
-            **kwargs,
-        ).frames
-        out.append(np.asarray(frames, dtype=np.float32))
+        )
+        out.append(np.asarray(result.frames if video else result.images, dtype=np.float32))
     return np.concatenate(out)
 
 
@@ -747,7 +717,7 @@ def reward_pool(out: Path, cfg: BuildConfig) -> tuple[list[str], np.ndarray]:
     all_prompts, all_frames = [], []
     for g, guidance in enumerate(REWARD_GUIDANCES):
         seeds = [10_000 * (g + 1) + i for i in range(len(prompts))]
-        images = sample_images(pipe, prompts, seeds, steps=cfg.eval_steps, guidance=guidance)
+        images = sample(pipe, prompts, seeds, video=False, steps=cfg.eval_steps, guidance=guidance)
         all_prompts += prompts
         all_frames.append((images * 255).round().astype(np.uint8))
     return all_prompts, np.concatenate(all_frames)
@@ -838,14 +808,24 @@ def evaluate_generators(out: Path, cfg: BuildConfig) -> dict:
     result = {}
     pipe = image_pipeline(out)
     pipe.set_progress_bar_config(disable=True)
-    images = sample_images(
-        pipe, [p for p, _ in rows], [s for _, s in rows], steps=cfg.eval_steps, guidance=cfg.eval_guidance
+    images = sample(
+        pipe,
+        [p for p, _ in rows],
+        [s for _, s in rows],
+        video=False,
+        steps=cfg.eval_steps,
+        guidance=cfg.eval_guidance,
     )
     result["t2i"] = judge_many(list(images), [p for p, _ in rows])
     pipe = video_pipeline(out)
     pipe.set_progress_bar_config(disable=True)
-    videos = sample_videos(
-        pipe, [p for p, _ in rows], [s for _, s in rows], steps=cfg.eval_steps, guidance=cfg.eval_guidance
+    videos = sample(
+        pipe,
+        [p for p, _ in rows],
+        [s for _, s in rows],
+        video=True,
+        steps=cfg.eval_steps,
+        guidance=cfg.eval_guidance,
     )
     result["t2v"] = judge_many(list(videos), [p for p, _ in rows])
     result["settings"] = {"steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "seeds": cfg.eval_seeds}

@@ -18,6 +18,7 @@ Shape legend: N samples (prompts x seeds), F frames, H x W pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from ..core.atomic import atomic_path
 from ..core.embedding import NegativeEmbedding
 from ..models.shapes.judge import CHECKS, judge, mean_interval
 from ..models.shapes.world import HANDCRAFTED_NEGATIVE
-from .shapes_build import sample_images, sample_videos
+from .shapes_build import sample as sample_shapes
 
 REFINEMENTS = ("optimize-neg", "optimize-noise", "best-of")
 
@@ -74,14 +75,14 @@ def refined_samples(
     guidance: float,
     reward,
 ) -> np.ndarray:
-    """Arm `arm.refine` rendered per sample, as `sample_images`/`sample_videos` return them."""
+    """Arm `arm.refine` rendered per sample, as `shapes_build.sample` returns them."""
     from tqdm.auto import tqdm
 
     from ..models.generate import settings_for
     from .refine import optimize_negative, optimize_noise
 
     kind, amount = arm.refine
-    sample = sample_videos if video else sample_images
+    sample = partial(sample_shapes, video=video)
     out = []
     for prompt, seed in tqdm(list(zip(prompts, seeds, strict=True)), desc=arm.name, mininterval=5):
         settings = settings_for(spec, seed=seed, steps=steps, guidance=guidance)
@@ -124,7 +125,7 @@ def run_arms(
     Refinement arms need `spec` (the model's adapter spec) and `reward` (their objective)."""
     rows = [(p, s) for p in prompts for s in range(seeds)]
     row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
-    sample = sample_videos if video else sample_images
+    sample = partial(sample_shapes, video=video)
     report: dict = {"prompts": len(prompts), "seeds": seeds, "steps": steps, "guidance": guidance, "arms": {}}
     per_prompt: dict[str, dict[str, np.ndarray]] = {}
     frames_by_arm = {}
