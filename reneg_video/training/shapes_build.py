@@ -805,29 +805,15 @@ def evaluate_generators(out: Path, cfg: BuildConfig) -> dict:
     _, held = shapes_data.split_prompts()
     prompts = [held[i % len(held)] for i in range(cfg.eval_prompts)]
     rows = [(p, s) for p in prompts for s in range(cfg.eval_seeds)]
+    row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
     result = {}
-    pipe = image_pipeline(out)
-    pipe.set_progress_bar_config(disable=True)
-    images = sample(
-        pipe,
-        [p for p, _ in rows],
-        [s for _, s in rows],
-        video=False,
-        steps=cfg.eval_steps,
-        guidance=cfg.eval_guidance,
-    )
-    result["t2i"] = judge_many(list(images), [p for p, _ in rows])
-    pipe = video_pipeline(out)
-    pipe.set_progress_bar_config(disable=True)
-    videos = sample(
-        pipe,
-        [p for p, _ in rows],
-        [s for _, s in rows],
-        video=True,
-        steps=cfg.eval_steps,
-        guidance=cfg.eval_guidance,
-    )
-    result["t2v"] = judge_many(list(videos), [p for p, _ in rows])
+    for name, make_pipe, video in (("t2i", image_pipeline, False), ("t2v", video_pipeline, True)):
+        pipe = make_pipe(out)
+        pipe.set_progress_bar_config(disable=True)
+        frames = sample(
+            pipe, row_prompts, row_seeds, video=video, steps=cfg.eval_steps, guidance=cfg.eval_guidance
+        )
+        result[name] = judge_many(list(frames), row_prompts)
     result["settings"] = {"steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "seeds": cfg.eval_seeds}
     return result
 
