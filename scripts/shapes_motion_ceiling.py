@@ -32,11 +32,10 @@ def main() -> None:
 
     from reneg_video.training.shapes_build import _to_tensor
 
-    a = data.parse_caption(args.prompt)
-    if a is None:
-        p.error(
-            f"--prompt {args.prompt!r}: not a grammar prompt; expected e.g. 'a red circle on a blue background'"
-        )
+    try:
+        a = data.still_attributes(args.prompt)
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(1)
     vae = AutoencoderKL.from_pretrained(W.weights_root() / "t2v" / "vae").float().eval()
     rng = np.random.default_rng(args.seed)

@@ -32,11 +32,10 @@ def main() -> None:
     from reneg_video.models.pipeline import load_pipeline
     from reneg_video.training.shapes_build import sample
 
-    a = data.parse_caption(args.prompt)
-    if a is None:
-        p.error(
-            f"--prompt {args.prompt!r}: not a grammar prompt; expected e.g. 'a red circle on a blue background'"
-        )
+    try:
+        a = data.still_attributes(args.prompt)
+    except ValueError as e:
+        p.error(str(e))
     torch.set_num_threads(1)
     pipe = load_pipeline("shapes-t2v", "cpu", "float32", model_path=args.model_path)
     pipe.set_progress_bar_config(disable=True)

@@ -58,6 +58,15 @@ def test_captions_follow_the_grammar_and_parse_back():
     )
 
 
+def test_still_attributes_refuses_a_moving_or_ungrammatical_prompt():
+    assert data.still_attributes("a red circle on a blue background") == data.Attributes(
+        "circle", "red", "blue"
+    )
+    for bad in ("a red circle moving left on a blue background", "a cat"):
+        with pytest.raises(ValueError, match="without a direction"):
+            data.still_attributes(bad)
+
+
 def test_prompt_files_are_the_split():
     from reneg_video.models import shapes
 

@@ -91,6 +91,17 @@ def parse_caption(caption: str) -> Attributes | None:
     return Attributes(shape, colour, background, direction, named)
 
 
+def still_attributes(prompt: str) -> Attributes:
+    """The attributes of a grammar prompt that names no motion (the scripts that vary only its direction)."""
+    a = parse_caption(prompt)
+    if a is None or a.direction:
+        raise ValueError(
+            f"--prompt {prompt!r}: expected a grammar prompt without a direction, "
+            "e.g. 'a red circle on a blue background'"
+        )
+    return a
+
+
 def _draw(shape: str, colour: str, background: str, cx: float, cy: float, r: float, size: int) -> np.ndarray:
     """One antialiased frame, float32 [H, W, 3] in [0, 1]."""
     s = SUPERSAMPLE
