@@ -356,6 +356,18 @@ def test_shapes_eval_help_names_its_arms_and_outputs():
         assert needle in text, needle
 
 
+def test_shapes_eval_arms_of_two_runs_outputs_get_distinct_names():
+    from reneg_video.commands.shapes_eval import arm_names
+    from reneg_video.core.errors import UsageError
+
+    assert arm_names(["a/x.bin"]) == ["reneg"]
+    assert arm_names(["a/x.bin", "b/y.bin"]) == ["x", "y"]
+    runs = ["runs/direct/negative_embedding.bin", "runs/transfer/negative_embedding.bin", "c/z.bin"]
+    assert arm_names(runs) == ["direct/negative_embedding", "transfer/negative_embedding", "z"]
+    with pytest.raises(UsageError, match="share a name"):
+        arm_names(["a/x.bin", "a/x.bin"])
+
+
 def test_shapes_eval_refuses_refinement_without_one_embedding(tmp_path, capsys):
     from reneg_video.commands.shapes_eval import main
 

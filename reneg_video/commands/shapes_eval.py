@@ -83,6 +83,20 @@ def _prompts(value: str) -> list[str]:
     return prompts
 
 
+def arm_names(paths: list[str]) -> list[str]:
+    """'reneg' for one --neg; else each file's stem, or folder/stem where stems repeat (two runs' outputs are
+    both `negative_embedding.bin`; their arms must not overwrite each other in the report)."""
+    if len(paths) == 1:
+        return ["reneg"]
+    stems = [Path(p).stem for p in paths]
+    names = [
+        f"{Path(p).parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems, strict=True)
+    ]
+    if len(set(names)) < len(names):
+        raise UsageError(f"--neg {' '.join(paths)}: two arms would share a name; pass each file once")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -120,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         if spec.encoder != "shapes-clip":
             raise UsageError(f"--model {args.model}: not a shapes model; expected shapes-t2i or shapes-t2v")
         arms = [Arm("null", None), Arm("handcrafted", args.negative_prompt)]
-        for path in args.neg:
+        for path, name in zip(args.neg, arm_names(args.neg), strict=True):
             emb = load_embedding(path)
             check_family(emb.family, spec.family, spec.name, path)
-            arms.append(Arm("reneg" if len(args.neg) == 1 else Path(path).stem, emb.tensor))
+            arms.append(Arm(name, emb.tensor))
         arms += [Arm(f"reneg+{k} {n}", emb.tensor, (k, n), emb) for k, n in refinements]
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
