@@ -1,0 +1,189 @@
+"""Does a direction curriculum teach shapes-t2v to read the direction word? (An experiment, not the build.)
+
+    python scripts/shapes_motion_curriculum.py --zero --out runs/curriculum
+    python scripts/shapes_motion_curriculum.py --zero --init runs/curriculum/model-300/unet \
+        --phases "900:right+left" --xattn-lr-mult 10 --every 300 --out runs/curriculum-lr
+    python scripts/shapes_motion_probe.py --model-path runs/curriculum/model-1500 --seeds 8
+
+Continues the t2v stage's v-prediction training from a UNet3DConditionModel (default: the shipped t2v's)
+in phases that restrict which directions the training clips move in (default: 300 steps right only, so
+frame position pays off alone; 300 right/left; 900 all four). `--zero` trains with zero terminal SNR
+(`rescale_betas_zero_snr`, trailing timesteps in the saved scheduler), so the model cannot read the motion
+from the faint signal SD's schedule leaves at t = 999. Every `--every` steps it prints the loss on 24 fixed
+clean clips with the right and the opposite direction word (the relative difference is what the word is
+worth to the model; ideal ~17%, `scripts/shapes_motion_ceiling.py`) and saves a diffusers folder that
+`scripts/shapes_motion_probe.py --model-path` renders. About 1.2-3 s per step of 4 clips on the 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Share of training clips with t in [HIGH_T, 1000): the direction is decided at high noise.
+HIGH_T = 600
+WARMUP_STEPS = 30
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--phases", default="300:right,300:right+left,900:left+right+up+down",
+                   help="comma-separated STEPS:DIR+DIR... phases")  # fmt: skip
+    p.add_argument("--zero", action="store_true", help="zero terminal SNR (and trailing timesteps)")
+    p.add_argument("--batch", type=int, default=4, help="clips per step")
+    p.add_argument("--lr", type=float, default=3e-4, help="peak AdamW learning rate (cosine decay)")
+    p.add_argument(
+        "--xattn-lr-mult", type=float, default=1.0, help="LR multiplier of the spatial cross-attention"
+    )
+    p.add_argument("--high", type=float, default=0.5, help=f"share of clips with t in [{HIGH_T}, 1000)")
+    p.add_argument("--every", type=int, default=150, help="diagnose and save every N steps")
+    p.add_argument("--init", default=None, help="a UNet3DConditionModel folder (default: the shipped t2v's)")
+    p.add_argument("--out", required=True, help="folder for model-<step>/ and losses.json")
+    args = p.parse_args()
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
+    from einops import rearrange
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from reneg_video.models.shapes import data
+    from reneg_video.models.shapes import world as W
+    from reneg_video.training import shapes_build as B
+
+    try:
+        phases = [(int(n), d.split("+")) for n, d in (x.split(":") for x in args.phases.split(","))]
+        assert all(n > 0 and set(d) <= set(W.DIRECTIONS) for n, d in phases)
+    except (ValueError, AssertionError):
+        p.error(f"--phases {args.phases!r}: expected STEPS:DIR+DIR,... with DIR in {', '.join(W.DIRECTIONS)}")
+    total = sum(n for n, _ in phases)
+    allowed = list(W.DIRECTIONS)
+    original = data.random_attributes
+
+    def restricted(rng, video):
+        a = original(rng, video)
+        if a.direction is not None and a.direction not in allowed:
+            a = replace(a, direction=str(rng.choice(allowed)))
+        return a
+
+    data.random_attributes = restricted  # make_sample draws its attributes through this module global
+    torch.set_num_threads(1)
+    torch.manual_seed(3)
+    ship = W.weights_root() / "t2v"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = CLIPTokenizer.from_pretrained(ship / "tokenizer")
+    te = CLIPTextModel.from_pretrained(ship / "text_encoder").float().eval().requires_grad_(False)
+    vae = AutoencoderKL.from_pretrained(ship / "vae").float().eval().requires_grad_(False)
+    sf = vae.config.scaling_factor
+    unet = UNet3DConditionModel.from_pretrained(args.init or ship / "unet").float().train()
+    keys = (
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "clip_sample",
+        "prediction_type",
+    )
+    sched_kwargs = {**{k: W.SCHEDULER[k] for k in keys}, "rescale_betas_zero_snr": args.zero}
+    sched = DDPMScheduler(**sched_kwargs)
+
+    drng = np.random.default_rng([7, 8])
+    diag = [data.make_sample(drng, video=True, degrade_prob=0.0) for _ in range(24)]
+    right = [s.caption for s in diag]
+    wrong = [
+        data.caption_for(replace(s.attributes, direction=OPPOSITE[s.attributes.direction])) for s in diag
+    ]
+    with torch.no_grad():
+        x = B._to_tensor(rearrange(np.stack([s.frames for s in diag]), "b f h w c -> (b f) h w c"))
+        dlat = rearrange(vae.encode(x).latent_dist.mean * sf, "(b f) c h w -> b c f h w", b=len(diag))
+        cr, cw = B._encode_text(te, tok, right), B._encode_text(te, tok, wrong)
+    dnoise = torch.randn(dlat.shape, generator=torch.Generator().manual_seed(5))
+
+    def diagnose() -> dict:
+        unet.eval()
+        res = {}
+        with torch.no_grad():
+            for t in (600, 900, 999):
+                tt = torch.full((len(diag),), t)
+                noisy, target = sched.add_noise(dlat, dnoise, tt), sched.get_velocity(dlat, dnoise, tt)
+                lr_ = F.mse_loss(unet(noisy, tt, encoder_hidden_states=cr).sample, target).item()
+                lw_ = F.mse_loss(unet(noisy, tt, encoder_hidden_states=cw).sample, target).item()
+                res[t] = (round(lr_, 4), round(lw_, 4), round((lw_ - lr_) / lr_ * 100, 2))
+        unet.train()
+        return res
+
+    def save(folder: Path) -> None:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(ship, tmp, ignore=shutil.ignore_patterns("unet"))
+        unet.save_pretrained(tmp / "unet")
+        config_path = tmp / "scheduler" / "scheduler_config.json"
+        config = {**json.loads(config_path.read_text()), **sched_kwargs}
+        if args.zero:
+            config["timestep_spacing"] = "trailing"  # zero-SNR sampling starts at t = 999 (Lin et al.)
+        config_path.write_text(json.dumps(config, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+    print("step 0 diag (t: right word, opposite word, opposite - right %):", diagnose(), flush=True)
+    xattn = [
+        q
+        for n, q in unet.named_parameters()
+        if ".attn2." in n and "temp_attentions" not in n and not n.startswith("transformer_in")
+    ]
+    ids = {id(q) for q in xattn}
+    rest = [q for q in unet.parameters() if id(q) not in ids]
+    groups = [{"params": rest, "mult": 1.0}, {"params": xattn, "mult": args.xattn_lr_mult}]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
+    losses: list[float] = []
+    t0, step = time.time(), 0
+    for n, dirs in phases:
+        allowed[:] = dirs
+        for _ in range(n):
+            progress = (step - WARMUP_STEPS) / (total - WARMUP_STEPS)
+            factor = (
+                (step + 1) / WARMUP_STEPS if step < WARMUP_STEPS else 0.5 * (1 + math.cos(math.pi * progress))
+            )
+            for g in opt.param_groups:
+                g["lr"] = args.lr * factor * g["mult"]
+            rng = B._rng(0, "t2v", step + 70000)  # clips the shipped stage never drew
+            frames, caps = B._batch(rng, args.batch, video=True)
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            with torch.no_grad():
+                x = B._to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
+                lat = vae.encode(x).latent_dist.sample(gen) * sf
+                lat = rearrange(lat, "(b f) c h w -> b c f h w", b=args.batch)
+                ctx = B._encode_text(te, tok, B._drop_captions(caps, rng))
+            noise = torch.randn(lat.shape, generator=gen)
+            t = torch.randint(0, 1000, (args.batch,), generator=gen)
+            t = torch.where(
+                torch.rand(args.batch, generator=gen) < args.high, HIGH_T + t % (1000 - HIGH_T), t
+            )
+            pred = unet(sched.add_noise(lat, noise, t), t, encoder_hidden_states=ctx).sample
+            loss = F.mse_loss(pred, sched.get_velocity(lat, noise, t))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            if step % 50 == 0:
+                print(
+                    f"step {step} [{'+'.join(dirs)}] loss50 {np.mean(losses[-50:]):.4f} {time.time() - t0:.0f}s"
+                )
+            if step % args.every == 0 or step == total:
+                print(f"step {step} diag:", diagnose(), flush=True)
+                save(out / f"model-{step}")
+    (out / "losses.json").write_text(json.dumps(losses))
+
+
+if __name__ == "__main__":
+    main()
