@@ -84,15 +84,7 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(ship / "vae").float().eval().requires_grad_(False)
     sf = vae.config.scaling_factor
     unet = UNet3DConditionModel.from_pretrained(args.init or ship / "unet").float().train()
-    keys = (
-        "num_train_timesteps",
-        "beta_start",
-        "beta_end",
-        "beta_schedule",
-        "clip_sample",
-        "prediction_type",
-    )
-    sched_kwargs = {**{k: W.SCHEDULER[k] for k in keys}, "rescale_betas_zero_snr": args.zero}
+    sched_kwargs = {**B.noise_schedule(), "rescale_betas_zero_snr": args.zero}
     sched = DDPMScheduler(**sched_kwargs)
 
     drng = np.random.default_rng([7, 8])

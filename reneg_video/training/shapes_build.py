@@ -503,9 +503,8 @@ def train_decoder(out: Path, cfg: BuildConfig) -> None:
 # ---- stages 3 and 4: the denoisers -----------------------------------------------------------------------
 
 
-def _noise_scheduler():
-    from diffusers import DDPMScheduler
-
+def noise_schedule() -> dict:
+    """The training DDPMScheduler's arguments: the shipped sampling schedule's noise keys."""
     keys = (
         "num_train_timesteps",
         "beta_start",
@@ -514,7 +513,13 @@ def _noise_scheduler():
         "clip_sample",
         "prediction_type",
     )
-    return DDPMScheduler(**{k: W.SCHEDULER[k] for k in keys})
+    return {k: W.SCHEDULER[k] for k in keys}
+
+
+def _noise_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**noise_schedule())
 
 
 def _diffusion_loss(unet, scheduler, latents: torch.Tensor, context: torch.Tensor, gen: torch.Generator):
