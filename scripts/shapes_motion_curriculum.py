@@ -1,4 +1,5 @@
-"""Does a direction curriculum teach shapes-t2v to read the direction word? (An experiment, not the build.)
+"""Does a direction curriculum teach shapes-t2v to read the direction word? (The experiment behind the
+build's `motion` stage, whose recipe is shapes_build.MOTION_CURRICULUM.)
 
     python scripts/shapes_motion_curriculum.py --zero --out runs/curriculum
     python scripts/shapes_motion_curriculum.py --zero --init runs/curriculum/model-300/unet \
@@ -22,7 +23,6 @@ import json
 import math
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ import torch.nn.functional as F
 # Share of training clips with t in [HIGH_T, 1000): the direction is decided at high noise.
 HIGH_T = 600
 WARMUP_STEPS = 30
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 
 
 def main() -> None:
@@ -54,7 +53,6 @@ def main() -> None:
     from einops import rearrange
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from reneg_video.models.shapes import data
     from reneg_video.models.shapes import world as W
     from reneg_video.training import shapes_build as B
 
@@ -65,15 +63,6 @@ def main() -> None:
         p.error(f"--phases {args.phases!r}: expected STEPS:DIR+DIR,... with DIR in {', '.join(W.DIRECTIONS)}")
     total = sum(n for n, _ in phases)
     allowed = list(W.DIRECTIONS)
-    original = data.random_attributes
-
-    def restricted(rng, video):
-        a = original(rng, video)
-        if a.direction is not None and a.direction not in allowed:
-            a = replace(a, direction=str(rng.choice(allowed)))
-        return a
-
-    data.random_attributes = restricted  # make_sample draws its attributes through this module global
     torch.set_num_threads(1)
     torch.manual_seed(3)
     ship = W.weights_root() / "t2v"
@@ -84,33 +73,11 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(ship / "vae").float().eval().requires_grad_(False)
     sf = vae.config.scaling_factor
     unet = UNet3DConditionModel.from_pretrained(args.init or ship / "unet").float().train()
-    sched_kwargs = {**B.noise_schedule(), "rescale_betas_zero_snr": args.zero}
+    sched_kwargs = B.noise_schedule(W.VIDEO_SCHEDULER if args.zero else W.SCHEDULER)
     sched = DDPMScheduler(**sched_kwargs)
 
-    drng = np.random.default_rng([7, 8])
-    diag = [data.make_sample(drng, video=True, degrade_prob=0.0) for _ in range(24)]
-    right = [s.caption for s in diag]
-    wrong = [
-        data.caption_for(replace(s.attributes, direction=OPPOSITE[s.attributes.direction])) for s in diag
-    ]
-    with torch.no_grad():
-        x = B._to_tensor(rearrange(np.stack([s.frames for s in diag]), "b f h w c -> (b f) h w c"))
-        dlat = rearrange(vae.encode(x).latent_dist.mean * sf, "(b f) c h w -> b c f h w", b=len(diag))
-        cr, cw = B._encode_text(te, tok, right), B._encode_text(te, tok, wrong)
-    dnoise = torch.randn(dlat.shape, generator=torch.Generator().manual_seed(5))
-
     def diagnose() -> dict:
-        unet.eval()
-        res = {}
-        with torch.no_grad():
-            for t in (600, 900, 999):
-                tt = torch.full((len(diag),), t)
-                noisy, target = sched.add_noise(dlat, dnoise, tt), sched.get_velocity(dlat, dnoise, tt)
-                lr_ = F.mse_loss(unet(noisy, tt, encoder_hidden_states=cr).sample, target).item()
-                lw_ = F.mse_loss(unet(noisy, tt, encoder_hidden_states=cw).sample, target).item()
-                res[t] = (round(lr_, 4), round(lw_, 4), round((lw_ - lr_) / lr_ * 100, 2))
-        unet.train()
-        return res
+        return B.direction_word_gain(unet, te, tok, vae, sched)
 
     def save(folder: Path) -> None:
         tmp = folder.with_name(folder.name + ".tmp")
@@ -125,12 +92,8 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
 
-    print("step 0 diag (t: right word, opposite word, opposite - right %):", diagnose(), flush=True)
-    xattn = [
-        q
-        for n, q in unet.named_parameters()
-        if ".attn2." in n and "temp_attentions" not in n and not n.startswith("transformer_in")
-    ]
+    print("step 0 word gain (t: opposite - right word loss %):", diagnose(), flush=True)
+    xattn = B.spatial_cross_attention(unet)
     ids = {id(q) for q in xattn}
     rest = [q for q in unet.parameters() if id(q) not in ids]
     groups = [{"params": rest, "mult": 1.0}, {"params": xattn, "mult": args.xattn_lr_mult}]
@@ -147,7 +110,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = args.lr * factor * g["mult"]
             rng = B._rng(0, "t2v", step + 70000)  # clips the shipped stage never drew
-            frames, caps = B._batch(rng, args.batch, video=True)
+            frames, caps = B._batch(rng, args.batch, video=True, directions=tuple(allowed))
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             with torch.no_grad():
                 x = B._to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))

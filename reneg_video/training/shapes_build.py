@@ -12,6 +12,8 @@ Stages, in order (each writes `OUT/<stage>/` atomically when done; mid-stage che
    with an EMA copy that is the one shipped;
 4. `t2v`: a `UNet3DConditionModel` whose spatial layers start from the t2i EMA weights (temporal output
    projections zeroed, so it starts as the image model applied per frame), trained on the videos;
+4b. `motion`: the t2v UNet continued on a direction curriculum with zero terminal SNR, so that it moves
+   the shape the way the prompt's direction word says (the `t2v` stage alone learns motion, not the word);
 5. `reward`: the stage-1 CLIP fine-tuned Bradley-Terry on pairs ranked by the judge (the PickScore
    recipe): clean, degraded, wrongly-attributed renders and t2i samples of the same prompt;
 6. `export`: the pipelines (`StableDiffusionPipeline`, `TextToVideoSDPipeline`, DDIM) and the reward,
@@ -41,7 +43,10 @@ from ..models.shapes import world as W
 from ..models.shapes.judge import judge
 from ..models.shapes.tokenizer import build_tokenizer
 
-STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export")
+STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "motion", "reward", "export")
+# Stage ids seeding each stage's data, in the order the stages were added (not run), so that adding a
+# stage leaves every earlier stage's data, and hence its weights, unchanged.
+_RNG_IDS = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export", "motion")
 CHECKPOINT_DIR = "checkpoints"
 # Caption dropout: the share of training captions replaced by "" so the model learns the unconditional
 # branch classifier-free guidance needs (SD used 10%).
@@ -65,6 +70,56 @@ class StageSteps:
     lr: float
 
 
+@dataclass(frozen=True)
+class MotionRun:
+    """One run of the motion curriculum: phases of (steps, directions the clips may move in; a repeated
+    direction is drawn that much more often) under one AdamW with a 30-step warm-up and cosine decay over
+    `schedule_steps` (more than the phases' steps where the measured run was stopped early), the spatial
+    cross-attention's LR times `xattn_lr_mult`."""
+
+    phases: tuple[tuple[int, tuple[str, ...]], ...]
+    schedule_steps: int
+    xattn_lr_mult: float = 1.0
+
+    @property
+    def steps(self) -> int:
+        return sum(n for n, _ in self.phases)
+
+
+R, L, D, U = "right", "left", "down", "up"
+# The direction curriculum as measured (docs/shapes.md, "Teaching shapes-t2v the direction word"): frame
+# position first (one direction only), then each new direction as a minority of the clips while the
+# learned ones keep their motion in place, so reading the word is the cheapest way to lower the loss
+# (balanced phases instead unlearn the motion: follows 0.219). The four runs of the experiment, each with
+# its own optimizer and schedule.
+MOTION_CURRICULUM = (
+    MotionRun(((300, (R,)),), schedule_steps=1500),
+    MotionRun(((300, (R,) * 9 + (L,)), (300, (R,) * 3 + (L,))), schedule_steps=900, xattn_lr_mult=10.0),
+    MotionRun(
+        (
+            (200, (R,) * 4 + (L,) * 4 + (D,)),
+            (200, (R, R, L, L, D)),
+            (200, (R,) * 3 + (L,) * 3 + (D,) * 3 + (U,)),
+            (200, (R, L, D, U)),
+        ),
+        schedule_steps=800,
+        xattn_lr_mult=10.0,
+    ),
+    MotionRun(((250, (R, L, D, U, U)), (250, (R, L, D, U))), schedule_steps=500, xattn_lr_mult=10.0),
+)
+
+
+@dataclass
+class MotionSteps:
+    runs: tuple[MotionRun, ...] = MOTION_CURRICULUM
+    batch: int = 4
+    lr: float = 3e-4
+    # Share of clips whose t is drawn from [MOTION_HIGH_T, 1000): where the direction is decided.
+    high_t_share: float = 0.5
+    # Clean clips of the word-gain diagnostic recorded before and after (direction_word_gain).
+    word_gain_clips: int = 24
+
+
 @dataclass
 class BuildConfig:
     """Steps, batch sizes and learning rates per stage. Defaults: the full build (~1.5 h on one unloaded CPU core, stages in two processes)."""
@@ -75,6 +130,7 @@ class BuildConfig:
     decoder: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 5e-4))
     t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
     t2v: StageSteps = field(default_factory=lambda: StageSteps(1600, 4, 5e-4))
+    motion: MotionSteps = field(default_factory=MotionSteps)
     reward: StageSteps = field(default_factory=lambda: StageSteps(200, 32, 3e-4))
     # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
     reward_pool_prompts: int = 160
@@ -83,6 +139,9 @@ class BuildConfig:
     eval_seeds: int = 2
     eval_steps: int = 20
     eval_guidance: float = 5.0
+    # shapes-t2v's spec default: zero-terminal-SNR models over-saturate at high CFG (Lin et al.); at 5 the
+    # motion-stage t2v's frames lost their crispness (0.00 vs 1.00 at 2.5, docs/shapes.md).
+    eval_guidance_t2v: float = 2.5
     checkpoint_every: int = 200
 
     @classmethod
@@ -95,6 +154,11 @@ class BuildConfig:
             decoder=StageSteps(10, 8, 5e-4),
             t2i=StageSteps(120, 16, 1e-3),
             t2v=StageSteps(4, 1, 2e-4),
+            motion=MotionSteps(
+                (MotionRun(((2, (R,)),), 3), MotionRun(((1, (R, L)), (1, (R, L, D, U))), 2, 10.0)),
+                batch=1,
+                word_gain_clips=2,
+            ),
             reward=StageSteps(10, 8, 2e-4),
             reward_pool_prompts=8,
             eval_prompts=8,
@@ -110,7 +174,7 @@ REWARD_GUIDANCES = (1.0, 2.0, 4.0, 7.5)
 
 def _rng(seed: int, stage: str, step: int) -> np.random.Generator:
     """The data of one step: independent of resumption and of every other step."""
-    return np.random.default_rng([seed, STAGES.index(stage), step])
+    return np.random.default_rng([seed, _RNG_IDS.index(stage), step])
 
 
 def _to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -163,20 +227,28 @@ def _loop(
     params: list[torch.nn.Parameter],
     step_fn: Callable[[int], torch.Tensor],
     ema: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+    *,
+    lr_mults: list[tuple[list[torch.nn.Parameter], float]] | None = None,
+    schedule_steps: int | None = None,
+    warmup: int | None = None,
 ) -> list[float]:
-    """AdamW + cosine decay over `steps.steps`, checkpointing every `cfg.checkpoint_every` steps."""
+    """AdamW + cosine decay over `schedule_steps` (default `steps.steps`) after a linear warm-up (default
+    5%), checkpointing every `cfg.checkpoint_every` steps and at the end. `lr_mults`: parameter groups
+    (together all of `params`) with their LR multipliers."""
     from tqdm.auto import tqdm
 
-    optimizer = torch.optim.AdamW(params, lr=steps.lr, weight_decay=0.0)
+    groups = [{"params": g, "mult": m} for g, m in lr_mults or [(params, 1.0)]]
+    optimizer = torch.optim.AdamW(groups, lr=steps.lr, weight_decay=0.0)
     stage = _Stage(out, name, cfg.checkpoint_every)
     stage.load(modules, optimizer)
+    total = schedule_steps or steps.steps
+    warm = warmup or max(1, total // 20)
     bar = tqdm(total=steps.steps, initial=stage.start, desc=f"shapes {name}", mininterval=5)
     for step in range(stage.start, steps.steps):
-        for group in optimizer.param_groups:  # cosine decay with a 5% linear warm-up
-            warm = max(1, steps.steps // 20)
-            progress = (step - warm) / max(1, steps.steps - warm)
-            factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * progress))
-            group["lr"] = steps.lr * factor
+        progress = (step - warm) / max(1, total - warm)
+        factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * progress))
+        for group in optimizer.param_groups:
+            group["lr"] = steps.lr * factor * group["mult"]
         loss = step_fn(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,6 +264,8 @@ def _loop(
         bar.update(1)
         bar.set_postfix(loss=f"{stage.losses[-1]:.4f}")
         stage.maybe_save(step + 1, modules, optimizer)
+    if stage.start < steps.steps:
+        stage.save(steps.steps, modules, optimizer)  # a finished loop is skipped on resume
     bar.close()
     return stage.losses
 
@@ -454,8 +528,10 @@ def train_vae(out: Path, cfg: BuildConfig) -> None:
     )
 
 
-def _batch(rng: np.random.Generator, count: int, *, video: bool) -> tuple[np.ndarray, list[str]]:
-    samples = [shapes_data.make_sample(rng, video=video) for _ in range(count)]
+def _batch(
+    rng: np.random.Generator, count: int, *, video: bool, directions: tuple[str, ...] = W.DIRECTIONS
+) -> tuple[np.ndarray, list[str]]:
+    samples = [shapes_data.make_sample(rng, video=video, directions=directions) for _ in range(count)]
     return np.stack([x.frames for x in samples]), [x.caption for x in samples]
 
 
@@ -503,8 +579,8 @@ def train_decoder(out: Path, cfg: BuildConfig) -> None:
 # ---- stages 3 and 4: the denoisers -----------------------------------------------------------------------
 
 
-def noise_schedule() -> dict:
-    """The training DDPMScheduler's arguments: the shipped sampling schedule's noise keys."""
+def noise_schedule(sampling: dict = W.SCHEDULER) -> dict:
+    """The training DDPMScheduler's arguments: a shipped sampling schedule's noise keys."""
     keys = (
         "num_train_timesteps",
         "beta_start",
@@ -512,19 +588,37 @@ def noise_schedule() -> dict:
         "beta_schedule",
         "clip_sample",
         "prediction_type",
+        "rescale_betas_zero_snr",
     )
-    return {k: W.SCHEDULER[k] for k in keys}
+    return {k: sampling[k] for k in keys if k in sampling}
 
 
-def _noise_scheduler():
+def _noise_scheduler(sampling: dict = W.SCHEDULER):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(**noise_schedule())
+    return DDPMScheduler(**noise_schedule(sampling))
 
 
-def _diffusion_loss(unet, scheduler, latents: torch.Tensor, context: torch.Tensor, gen: torch.Generator):
+# Motion stage: clips with t drawn from [MOTION_HIGH_T, 1000) (MotionSteps.high_t_share of them): the
+# layout, and so the direction, is decided at high noise; x0 at t = 600 is already placed.
+MOTION_HIGH_T = 600
+MOTION_WARMUP_STEPS = 30
+
+
+def _diffusion_loss(
+    unet,
+    scheduler,
+    latents: torch.Tensor,
+    context: torch.Tensor,
+    gen: torch.Generator,
+    high_t_share: float = 0.0,
+):
     noise = torch.randn(latents.shape, generator=gen)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+    steps = scheduler.config.num_train_timesteps
+    t = torch.randint(0, steps, (latents.shape[0],), generator=gen)
+    if high_t_share:
+        high = torch.rand(latents.shape[0], generator=gen) < high_t_share
+        t = torch.where(high, MOTION_HIGH_T + t % (steps - MOTION_HIGH_T), t)
     noisy = scheduler.add_noise(latents, noise, t)
     if scheduler.config.prediction_type == "v_prediction":
         target = scheduler.get_velocity(latents, noise, t)
@@ -618,6 +712,110 @@ def train_t2v(out: Path, cfg: BuildConfig) -> None:
     )
 
 
+# Motion stage: its clips come from the t2v stage's data stream past the steps that stage drew (as in the
+# measured runs of scripts/shapes_motion_curriculum.py, which this stage reproduces).
+MOTION_STEP_OFFSET = 70_000
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+# Noise levels of the word-gain diagnostic: where the layout is being decided, and pure noise.
+WORD_GAIN_T = (600, 900, 999)
+
+
+@torch.no_grad()
+def direction_word_gain(unet, text_encoder, tokenizer, vae, scheduler, clips: int = 24) -> dict[int, float]:
+    """What the direction word is worth to a video UNet: the relative increase (%) of its loss on fixed
+    clean clips when the caption names the opposite direction, per t in WORD_GAIN_T (ideal ~17% at high
+    t, scripts/shapes_motion_ceiling.py; ~0% for a model that ignores the word)."""
+    rng = np.random.default_rng([7, 8])
+    samples = [shapes_data.make_sample(rng, video=True, degrade_prob=0.0) for _ in range(clips)]
+    wrong = [
+        shapes_data.caption_for(replace(x.attributes, direction=OPPOSITE[x.attributes.direction]))
+        for x in samples
+    ]
+    frames = _to_tensor(rearrange(np.stack([x.frames for x in samples]), "b f h w c -> (b f) h w c"))
+    latents = vae.encode(frames).latent_dist.mean * vae.config.scaling_factor
+    latents = rearrange(latents, "(b f) c h w -> b c f h w", b=clips)
+    right = _encode_text(text_encoder, tokenizer, [x.caption for x in samples])
+    opposite = _encode_text(text_encoder, tokenizer, wrong)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(5))
+    was_training = unet.training
+    unet.eval()
+    gains = {}
+    for t in WORD_GAIN_T:
+        tt = torch.full((clips,), t)
+        noisy, target = scheduler.add_noise(latents, noise, tt), scheduler.get_velocity(latents, noise, tt)
+        loss_right = F.mse_loss(unet(noisy, tt, encoder_hidden_states=right).sample, target).item()
+        loss_wrong = F.mse_loss(unet(noisy, tt, encoder_hidden_states=opposite).sample, target).item()
+        gains[t] = round((loss_wrong - loss_right) / loss_right * 100, 2)
+    unet.train(was_training)
+    return gains
+
+
+def spatial_cross_attention(unet) -> list[torch.nn.Parameter]:
+    """The UNet3D's text cross-attention parameters (not the temporal or input transformers')."""
+    return [
+        q
+        for n, q in unet.named_parameters()
+        if ".attn2." in n and "temp_attentions" not in n and not n.startswith("transformer_in")
+    ]
+
+
+def train_motion(out: Path, cfg: BuildConfig) -> None:
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(cfg.seed + 5)
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    vae = _load_vae(out)
+    sf = vae.config.scaling_factor
+    unet = UNet3DConditionModel.from_pretrained(out / "t2v" / "unet").train()
+    scheduler = _noise_scheduler(W.VIDEO_SCHEDULER)
+    m = cfg.motion
+    xattn = spatial_cross_attention(unet)
+    ids = {id(q) for q in xattn}
+    rest = [q for q in unet.parameters() if id(q) not in ids]
+    before = direction_word_gain(unet, text_encoder, tokenizer, vae, scheduler, m.word_gain_clips)
+    losses: list[float] = []
+    for r, run in enumerate(m.runs):
+        bounds = np.cumsum([n for n, _ in run.phases])
+
+        def step_fn(step: int, run=run, bounds=bounds) -> torch.Tensor:
+            directions = run.phases[int(np.searchsorted(bounds, step, side="right"))][1]
+            rng = _rng(cfg.seed, "t2v", step + MOTION_STEP_OFFSET)
+            frames, captions = _batch(rng, m.batch, video=True, directions=directions)
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            with torch.no_grad():
+                x = _to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
+                latents = vae.encode(x).latent_dist.sample(gen) * sf
+                latents = rearrange(latents, "(b f) c h w -> b c f h w", b=m.batch)
+                context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+            return _diffusion_loss(unet, scheduler, latents, context, gen, m.high_t_share)
+
+        losses += _loop(
+            f"motion{r + 1}",
+            out,
+            cfg,
+            StageSteps(run.steps, m.batch, m.lr),
+            {"unet": unet},
+            list(unet.parameters()),
+            step_fn,
+            lr_mults=[(rest, 1.0), (xattn, run.xattn_lr_mult)],
+            schedule_steps=run.schedule_steps,
+            warmup=MOTION_WARMUP_STEPS,
+        )
+    after = direction_word_gain(unet, text_encoder, tokenizer, vae, scheduler, m.word_gain_clips)
+    _write_stage(
+        out,
+        "motion",
+        lambda tmp: unet.save_pretrained(tmp / "unet"),
+        {
+            "losses": losses,
+            "steps": len(losses),
+            "runs": [asdict(run) for run in m.runs],
+            "word_gain_before": before,
+            "word_gain_after": after,
+        },
+    )
+
+
 # ---- pipelines -----------------------------------------------------------------------------------------
 
 
@@ -645,8 +843,8 @@ def video_pipeline(out: Path):
         vae=_load_vae(out),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=UNet3DConditionModel.from_pretrained(out / "t2v" / "unet"),
-        scheduler=DDIMScheduler(**W.SCHEDULER),
+        unet=UNet3DConditionModel.from_pretrained(out / "motion" / "unet"),
+        scheduler=DDIMScheduler(**W.VIDEO_SCHEDULER),
     )
 
 
@@ -812,14 +1010,15 @@ def evaluate_generators(out: Path, cfg: BuildConfig) -> dict:
     rows = [(p, s) for p in prompts for s in range(cfg.eval_seeds)]
     row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
     result = {}
+    guidance = {"t2i": cfg.eval_guidance, "t2v": cfg.eval_guidance_t2v}
     for name, make_pipe, video in (("t2i", image_pipeline, False), ("t2v", video_pipeline, True)):
         pipe = make_pipe(out)
         pipe.set_progress_bar_config(disable=True)
         frames = sample(
-            pipe, row_prompts, row_seeds, video=video, steps=cfg.eval_steps, guidance=cfg.eval_guidance
+            pipe, row_prompts, row_seeds, video=video, steps=cfg.eval_steps, guidance=guidance[name]
         )
         result[name] = judge_many(list(frames), row_prompts)
-    result["settings"] = {"steps": cfg.eval_steps, "guidance": cfg.eval_guidance, "seeds": cfg.eval_seeds}
+    result["settings"] = {"steps": cfg.eval_steps, "guidance": guidance, "seeds": cfg.eval_seeds}
     return result
 
 
@@ -846,6 +1045,7 @@ RUNNERS = {
     "decoder": train_decoder,
     "t2i": train_t2i,
     "t2v": train_t2v,
+    "motion": train_motion,
     "reward": train_reward,
     "export": export,
 }
@@ -863,7 +1063,7 @@ def build(
         raise UsageError(f"--out {out}: exists and is not empty; pass --resume to continue that build")
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "build_config.json"
-    wanted = asdict(cfg)
+    wanted = json.loads(json.dumps(asdict(cfg)))  # as saved: tuples become lists
     if config_path.exists():
         # Finished stages must have been built with these settings; later ones may change.
         saved = json.loads(config_path.read_text())

@@ -190,10 +190,18 @@ def render(
 
 
 def make_sample(
-    rng: np.random.Generator, *, video: bool, degrade_prob: float = DEGRADE_PROB, size: int = IMAGE_SIZE
+    rng: np.random.Generator,
+    *,
+    video: bool,
+    degrade_prob: float = DEGRADE_PROB,
+    size: int = IMAGE_SIZE,
+    directions: tuple[str, ...] = DIRECTIONS,
 ) -> Sample:
-    """One captioned sample; `video` gives FRAMES frames, else one."""
+    """One captioned sample; `video` gives FRAMES frames, else one. `directions`: the motions allowed (a
+    drawn one outside them is redrawn among them: the build's motion curriculum restricts them)."""
     a = random_attributes(rng, video)
+    if a.direction is not None and a.direction not in directions:
+        a = Attributes(a.shape, a.colour, a.background, str(rng.choice(directions)))
     degradations: tuple[str, ...] = ()
     if rng.random() < degrade_prob:
         kinds = VIDEO_DEGRADATIONS if video else IMAGE_DEGRADATIONS

@@ -140,7 +140,7 @@ UNET3D = dict(
     attention_head_dim=UNET_HEADS,
     norm_num_groups=32,
 )
-# Stable Diffusion's training noise schedule (scaled_linear 0.00085-0.012, 1000 steps, epsilon).
+# Stable Diffusion's training noise schedule (scaled_linear 0.00085-0.012, 1000 steps), v-prediction.
 SCHEDULER = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -154,3 +154,8 @@ SCHEDULER = dict(
     # in 44% of cases, at t=200 in 100%).
     prediction_type="v_prediction",
 )
+# shapes-t2v's schedule after the build's motion stage: zero terminal SNR (Lin et al. 2023, "Common
+# Diffusion Noise Schedules and Sample Steps are Flawed"), sampled from t = 999 with trailing spacing. With
+# SD's schedule the clip's motion survives faintly at t = 999, so the model never had to read the
+# direction word (docs/shapes.md, "Why shapes-t2v did not move as asked").
+VIDEO_SCHEDULER = dict(SCHEDULER, rescale_betas_zero_snr=True, timestep_spacing="trailing")
