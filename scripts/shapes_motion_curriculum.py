@@ -50,7 +50,6 @@ def main() -> None:
     p.add_argument("--out", required=True, help="folder for model-<step>/ and losses.json")
     args = p.parse_args()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
-    from einops import rearrange
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from reneg_video.models.shapes import world as W
@@ -71,7 +70,6 @@ def main() -> None:
     tok = CLIPTokenizer.from_pretrained(ship / "tokenizer")
     te = CLIPTextModel.from_pretrained(ship / "text_encoder").float().eval().requires_grad_(False)
     vae = AutoencoderKL.from_pretrained(ship / "vae").float().eval().requires_grad_(False)
-    sf = vae.config.scaling_factor
     unet = UNet3DConditionModel.from_pretrained(args.init or ship / "unet").float().train()
     sched_kwargs = B.noise_schedule(W.VIDEO_SCHEDULER if args.zero else W.SCHEDULER)
     sched = DDPMScheduler(**sched_kwargs)
@@ -110,13 +108,7 @@ def main() -> None:
             for g in opt.param_groups:
                 g["lr"] = args.lr * factor * g["mult"]
             rng = B._rng(0, "t2v", step + 70000)  # clips the shipped stage never drew
-            frames, caps = B._batch(rng, args.batch, video=True, directions=tuple(allowed))
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            with torch.no_grad():
-                x = B._to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
-                lat = vae.encode(x).latent_dist.sample(gen) * sf
-                lat = rearrange(lat, "(b f) c h w -> b c f h w", b=args.batch)
-                ctx = B._encode_text(te, tok, B._drop_captions(caps, rng))
+            lat, ctx, gen = B.video_inputs(rng, args.batch, vae, te, tok, tuple(allowed))
             noise = torch.randn(lat.shape, generator=gen)
             t = torch.randint(0, 1000, (args.batch,), generator=gen)
             t = torch.where(

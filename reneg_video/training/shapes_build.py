@@ -681,26 +681,39 @@ def video_unet_from_image(image_unet) -> tuple[torch.nn.Module, dict]:
     return unet, {"carried": len(carried), "image_keys": len(image_state), "video_keys": len(state)}
 
 
+@torch.no_grad()
+def video_inputs(
+    rng: np.random.Generator,
+    batch: int,
+    vae,
+    text_encoder,
+    tokenizer,
+    directions: tuple[str, ...] = W.DIRECTIONS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """One training batch of clips: latents [B, C, F, h, w], text states (captions dropped at
+    CAPTION_DROPOUT) and the generator that draws the batch's noise and timesteps."""
+    frames, captions = _batch(rng, batch, video=True, directions=directions)  # [B, F, H, W, 3]
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    x = _to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
+    latents = vae.encode(x).latent_dist.sample(gen) * vae.config.scaling_factor
+    latents = rearrange(latents, "(b f) c h w -> b c f h w", b=batch)
+    context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+    return latents, context, gen
+
+
 def train_t2v(out: Path, cfg: BuildConfig) -> None:
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(cfg.seed + 3)
     text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
     vae = _load_vae(out)
-    sf = vae.config.scaling_factor
     unet, carried = video_unet_from_image(UNet2DConditionModel.from_pretrained(out / "t2i" / "unet"))
     scheduler = _noise_scheduler()
     s = cfg.t2v
 
     def step_fn(step: int) -> torch.Tensor:
         rng = _rng(cfg.seed, "t2v", step)
-        frames, captions = _batch(rng, s.batch, video=True)  # [B, F, H, W, 3]
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        with torch.no_grad():
-            x = _to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
-            latents = vae.encode(x).latent_dist.sample(gen) * sf
-            latents = rearrange(latents, "(b f) c h w -> b c f h w", b=s.batch)
-            context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+        latents, context, gen = video_inputs(rng, s.batch, vae, text_encoder, tokenizer)
         return _diffusion_loss(unet, scheduler, latents, context, gen)
 
     losses = _loop("t2v", out, cfg, s, {"unet": unet}, list(unet.parameters()), step_fn)
@@ -765,7 +778,6 @@ def train_motion(out: Path, cfg: BuildConfig) -> None:
     torch.manual_seed(cfg.seed + 5)
     text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
     vae = _load_vae(out)
-    sf = vae.config.scaling_factor
     unet = UNet3DConditionModel.from_pretrained(out / "t2v" / "unet").train()
     scheduler = _noise_scheduler(W.VIDEO_SCHEDULER)
     m = cfg.motion
@@ -780,13 +792,7 @@ def train_motion(out: Path, cfg: BuildConfig) -> None:
         def step_fn(step: int, run=run, bounds=bounds) -> torch.Tensor:
             directions = run.phases[int(np.searchsorted(bounds, step, side="right"))][1]
             rng = _rng(cfg.seed, "t2v", step + MOTION_STEP_OFFSET)
-            frames, captions = _batch(rng, m.batch, video=True, directions=directions)
-            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            with torch.no_grad():
-                x = _to_tensor(rearrange(frames, "b f h w c -> (b f) h w c"))
-                latents = vae.encode(x).latent_dist.sample(gen) * sf
-                latents = rearrange(latents, "(b f) c h w -> b c f h w", b=m.batch)
-                context = _encode_text(text_encoder, tokenizer, _drop_captions(captions, rng))
+            latents, context, gen = video_inputs(rng, m.batch, vae, text_encoder, tokenizer, directions)
             return _diffusion_loss(unet, scheduler, latents, context, gen, m.high_t_share)
 
         losses += _loop(
