@@ -22,8 +22,8 @@ HELD_OUT = data.split_prompts()[1]
 # Thresholds set from measurement, with margin (each measured value is in the comment).
 # shapes-t2i, 24 held-out prompts, seed 0, 20 DDIM steps, guidance 5: measured 0.792 (v1 weights: 0.642).
 T2I_MIN_ACCURACY = 0.70
-# shapes-t2v, 8 held-out prompts, seed 0: measured 0.742 (background 1.0, colour 1.0, shape 0.48, crisp 0.97,
-# motion 0.0; v1 weights: 0.583).
+# shapes-t2v, 8 held-out prompts, seed 0: measured 0.911 on v5 (background 1.0, colour 1.0, shape 0.53, crisp
+# 0.94, motion 1.0); v3 0.742 (motion 0.0); v1 weights: 0.583. Threshold kept from v3.
 T2V_MIN_ACCURACY = 0.62
 # Shipped text encoder: hidden-state change when the shape / direction word changes (relative to its norm,
 # shapes_build.text_sensitivity): measured shape 0.72, direction 0.43 (the v1 encoder: 0.04, 0.02).
@@ -259,7 +259,7 @@ def test_shipped_t2v_moves_as_prompts_say():
 
 
 def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
-    # Before the build's motion stage this followed the word 0.25 of the time (chance; docs/shapes.md).
+    # Before the build's motion stage this followed the word 0.25 of the time (chance; docs/shapes.md); v5: 7/8.
     from reneg_video.models.pipeline import load_pipeline
     from reneg_video.training.shapes_build import sample
 
@@ -272,6 +272,29 @@ def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
     videos = sample(pipe, prompts, seeds, video=True, steps=d.steps, guidance=d.guidance)
     motion = [judge.judge(v, p)["motion"] for v, p in zip(videos, prompts, strict=True)]
     assert np.mean(motion) > 0.5, motion
+
+
+def test_shipped_t2v_renders_the_issues_example_for_most_seeds():
+    """Issue 12's example through reneg-video's own path (load_embedding, load_pipeline, attach, generate;
+    the CLI adds only the export): the judge passes every check for most of seeds 0-9. "Most" is the
+    issue's word, not a measured threshold. Measured: v4 4/10, v5 (the polish stage) in docs/shapes.md."""
+    from reneg_video.core.embedding import load_embedding
+    from reneg_video.core.inject import attach
+    from reneg_video.models.generate import generate, settings_for
+    from reneg_video.models.pipeline import load_pipeline
+
+    torch.set_num_threads(1)
+    prompt = "a red circle moving right on a blue background"
+    neg = load_embedding(W.weights_root() / W.RENEG_BIN)
+    pipe = load_pipeline("shapes-t2v", "cpu", "float32")
+    pipe.set_progress_bar_config(disable=True)
+    attach(pipe, neg)
+    spec = pipe.reneg_spec
+    passed = [
+        judge.judge(generate(pipe, spec, prompt, settings_for(spec, seed=seed)), prompt)["passed"]
+        for seed in range(10)
+    ]
+    assert sum(passed) > len(passed) / 2, passed
 
 
 def test_shapes_reward_prefers_what_the_judge_prefers():

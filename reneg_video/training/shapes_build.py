@@ -43,10 +43,10 @@ from ..models.shapes import world as W
 from ..models.shapes.judge import judge
 from ..models.shapes.tokenizer import build_tokenizer
 
-STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "motion", "reward", "export")
+STAGES = ("clip", "vae", "decoder", "t2i", "t2v", "motion", "polish", "reward", "export")
 # Stage ids seeding each stage's data, in the order the stages were added (not run), so that adding a
 # stage leaves every earlier stage's data, and hence its weights, unchanged.
-_RNG_IDS = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export", "motion")
+_RNG_IDS = ("clip", "vae", "decoder", "t2i", "t2v", "reward", "export", "motion", "polish")
 CHECKPOINT_DIR = "checkpoints"
 # Caption dropout: the share of training captions replaced by "" so the model learns the unconditional
 # branch classifier-free guidance needs (SD used 10%).
@@ -121,6 +121,17 @@ class MotionSteps:
 
 
 @dataclass
+class PolishSteps:
+    """The polish stage: the motion stage's t2v trained on on all four directions at once, its weights
+    averaged (EMA_DECAY) and the average shipped. The motion stage ends mid-curriculum with live weights,
+    whose clips change shape from frame to frame (docs/shapes.md, "The polish stage")."""
+
+    steps: int = 600
+    batch: int = 4
+    lr: float = 2e-4
+
+
+@dataclass
 class BuildConfig:
     """Steps, batch sizes and learning rates per stage. Defaults: the full build (~1.5 h on one unloaded CPU core, stages in two processes)."""
 
@@ -131,6 +142,7 @@ class BuildConfig:
     t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
     t2v: StageSteps = field(default_factory=lambda: StageSteps(1600, 4, 5e-4))
     motion: MotionSteps = field(default_factory=MotionSteps)
+    polish: PolishSteps = field(default_factory=PolishSteps)
     reward: StageSteps = field(default_factory=lambda: StageSteps(200, 32, 3e-4))
     # Generated t2i samples the reward trains on (per guidance scale in REWARD_GUIDANCES).
     reward_pool_prompts: int = 160
@@ -159,6 +171,7 @@ class BuildConfig:
                 batch=1,
                 word_gain_clips=2,
             ),
+            polish=PolishSteps(2, 1, 2e-4),
             reward=StageSteps(10, 8, 2e-4),
             reward_pool_prompts=8,
             eval_prompts=8,
@@ -822,6 +835,37 @@ def train_motion(out: Path, cfg: BuildConfig) -> None:
     )
 
 
+def train_polish(out: Path, cfg: BuildConfig) -> None:
+    import copy
+
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(cfg.seed + 6)
+    text_encoder, tokenizer = text_encoder_from_clip(out / "clip")
+    vae = _load_vae(out)
+    unet = UNet3DConditionModel.from_pretrained(out / "motion" / "unet").train()
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    scheduler = _noise_scheduler(W.VIDEO_SCHEDULER)
+    p = cfg.polish
+
+    def step_fn(step: int) -> torch.Tensor:
+        rng = _rng(cfg.seed, "polish", step)
+        latents, context, gen = video_inputs(rng, p.batch, vae, text_encoder, tokenizer)
+        return _diffusion_loss(unet, scheduler, latents, context, gen)
+
+    steps = StageSteps(p.steps, p.batch, p.lr)
+    losses = _loop(
+        "polish", out, cfg, steps, {"unet": unet, "ema": ema}, list(unet.parameters()), step_fn, (unet, ema)
+    )
+    gain = direction_word_gain(ema, text_encoder, tokenizer, vae, scheduler, cfg.motion.word_gain_clips)
+    _write_stage(
+        out,
+        "polish",
+        lambda tmp: ema.save_pretrained(tmp / "unet"),
+        {"losses": losses, "steps": p.steps, "ema_decay": EMA_DECAY, "word_gain": gain},
+    )
+
+
 # ---- pipelines -----------------------------------------------------------------------------------------
 
 
@@ -849,7 +893,7 @@ def video_pipeline(out: Path):
         vae=_load_vae(out),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=UNet3DConditionModel.from_pretrained(out / "motion" / "unet"),
+        unet=UNet3DConditionModel.from_pretrained(out / "polish" / "unet"),
         scheduler=DDIMScheduler(**W.VIDEO_SCHEDULER),
     )
 
@@ -1052,6 +1096,7 @@ RUNNERS = {
     "t2i": train_t2i,
     "t2v": train_t2v,
     "motion": train_motion,
+    "polish": train_polish,
     "reward": train_reward,
     "export": export,
 }
