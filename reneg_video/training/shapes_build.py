@@ -122,7 +122,7 @@ class MotionSteps:
 
 @dataclass
 class PolishSteps:
-    """The polish stage: the motion stage's t2v trained on on all four directions at once, its weights
+    """The polish stage: the motion stage's t2v trained on all four directions at once, its weights
     averaged (EMA_DECAY) and the average shipped. The motion stage ends mid-curriculum with live weights,
     whose clips change shape from frame to frame (docs/shapes.md, "The polish stage")."""
 
