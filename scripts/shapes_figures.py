@@ -15,9 +15,9 @@ def main(build: str, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = ["clip", "vae", "decoder", "t2i", "t2v", "reward"]
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 2.6))
-    for ax, stage in zip(axes, stages, strict=True):
+    stages = ["clip", "vae", "decoder", "t2i", "t2v", "motion", "polish", "reward"]
+    fig, axes = plt.subplots(2, len(stages) // 2, figsize=(3.2 * len(stages) // 2, 5.2))
+    for ax, stage in zip(axes.flat, stages, strict=True):
         path = Path(build) / stage / "stage.json"
         if not path.exists():
             ax.set_title(f"{stage}: not built")
@@ -30,7 +30,7 @@ def main(build: str, out: str) -> None:
         ax.set_title(f"{stage} ({len(losses)} steps)", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-        if stage in ("vae", "decoder", "t2i", "t2v"):
+        if stage in ("vae", "decoder", "t2i", "t2v", "motion", "polish"):
             ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
