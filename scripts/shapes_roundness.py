@@ -2,7 +2,7 @@
 
 The judge tells a circle by how much of its bounding box the shape fills (0.64-0.88), which a rounded
 square or a rounded triangle can pass too. This diagnostic (not the judge; nothing trains on it) scores
-each frame by the IoU of the shape's mask (the judge's: pixels > 0.35 from the border's median colour)
+each frame by the IoU of the shape's mask (the judge's `shape_mask`: pixels > 0.35 from the border's median)
 with the disc of equal area at the mask's centroid: 1.0 for a perfect disc. It prints that score for
 clean rendered circles, squares and triangles (the scale), for clean circles through the model's VAE (the
 ceiling a generator can reach) and for the model's own videos of one circle prompt with its ReNeg
@@ -21,7 +21,7 @@ import torch
 from einops import rearrange
 
 from reneg_video.models.shapes import data
-from reneg_video.models.shapes.judge import FOREGROUND_DISTANCE, _as_float
+from reneg_video.models.shapes.judge import _as_float, shape_mask
 from reneg_video.models.shapes.world import RENEG_BIN, weights_root
 
 PROMPT = "a red circle moving right on a blue background"
@@ -30,8 +30,7 @@ CLIPS = 20  # clean clips per shape; 160 frames each
 
 def disc_iou(frame: np.ndarray) -> float:
     """IoU of one float frame's shape mask with the equal-area disc at its centroid."""
-    border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
-    mask = np.linalg.norm(frame - np.median(border, axis=0), axis=-1) > FOREGROUND_DISTANCE
+    _, mask = shape_mask(frame)
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         return 0.0

@@ -66,13 +66,18 @@ def nearest_colour(rgb: np.ndarray) -> str:
     return _PALETTE_NAMES[int(np.argmin(np.linalg.norm(_PALETTE - rgb, axis=-1)))]
 
 
-def read_frame(frame: np.ndarray) -> FrameReading:
-    """What one float frame [H, W, 3] shows."""
+def shape_mask(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The background's RGB (median of the border) and the shape's pixels (bool [H, W]) of one float
+    frame [H, W, 3]: what every per-frame check reads."""
     border = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
     bg_rgb = np.median(border, axis=0)
+    return bg_rgb, np.linalg.norm(frame - bg_rgb, axis=-1) > FOREGROUND_DISTANCE
+
+
+def read_frame(frame: np.ndarray) -> FrameReading:
+    """What one float frame [H, W, 3] shows."""
+    bg_rgb, mask = shape_mask(frame)
     background = nearest_colour(bg_rgb)
-    distance = np.linalg.norm(frame - bg_rgb, axis=-1)
-    mask = distance > FOREGROUND_DISTANCE
     area = int(mask.sum())
     clean_bg = np.linalg.norm(frame - _PALETTE[_PALETTE_NAMES.index(background)], axis=-1) < CLEAN_DISTANCE
     if area < MIN_AREA:
