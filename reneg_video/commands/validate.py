@@ -143,26 +143,30 @@ def run(argv: list[str] | None = None) -> dict | None:
     device = "cpu" if args.cpu else args.device
     resolve_dtype(args.dtype, spec, resolve_device(device))  # refuse bad values before any process group
     _, folder = resolve_model(args.model, args.model_path)  # refuses missing weights before any work
-    return _validate(spec, folder, device, neg, handcrafted, prompts, settings, args, out, manifest)
+    from ..core.shard import Processes
+
+    with Processes(cpu=args.cpu) as procs:
+        return _validate(
+            procs, spec, folder, device, neg, handcrafted, prompts, settings, args, out, manifest
+        )
 
 
 def _item_key(p_index: int, seed: int, arm: str) -> str:
     return f"p{p_index:03d}-s{seed}-{arm}"
 
 
-def _validate(spec, folder, device, neg, handcrafted, prompts, settings, args, out: Path, manifest):
+def _validate(procs, spec, folder, device, neg, handcrafted, prompts, settings, args, out: Path, manifest):
     from dataclasses import replace
 
     from tqdm.auto import tqdm
 
     from ..core.export import export_video
     from ..core.inject import attach, detached
-    from ..core.shard import ItemStore, Processes, start_run_folder
+    from ..core.shard import ItemStore, start_run_folder
     from ..models.generate import generate
     from ..models.pipeline import load_pipeline, resolve_device, resolve_dtype
     from ..rewards import load_reward_spec
 
-    procs = Processes(cpu=args.cpu)
     if device == "auto" and procs.count > 1:
         device = str(procs.device)  # one GPU per process under accelerate launch
     device = resolve_device(device)

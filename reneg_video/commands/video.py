@@ -301,7 +301,10 @@ def run(argv: list[str] | None = None) -> int:
 
     # --- load, inject, generate, score, export ----------------------------------------------------
     run = _Run(args, spec, neg, negative_prompt, settings, reward_spec)
-    return _generate_all(run, folder, device, dtype, prompts, outputs)
+    from ..core.shard import Processes
+
+    with Processes(cpu=device.type == "cpu") as procs:  # under `accelerate launch` the prompts are shared out
+        return _generate_all(procs, run, folder, device, dtype, prompts, outputs)
 
 
 def _export_ltxv(args, spec) -> int:
@@ -427,19 +430,17 @@ def _speed_settings(pipe, settings):
     return replace(settings, steps=steps)
 
 
-def _generate_all(run: _Run, folder, device, dtype, prompts, outputs) -> int:
+def _generate_all(procs, run: _Run, folder, device, dtype, prompts, outputs) -> int:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     from ..core.export import export_video
     from ..core.inject import attach, detached
     from ..core.memory import describe
-    from ..core.shard import Processes
     from ..models.generate import generate, guidance_call_settings
     from ..models.pipeline import load_pipeline
 
     args, spec, settings = run.args, run.spec, run.settings
-    procs = Processes(cpu=device.type == "cpu")  # under `accelerate launch` the prompts are shared out
     if procs.count > 1 and device.type != "cpu":
         device = procs.device  # one GPU per process
     diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice

@@ -384,6 +384,9 @@ class Trainer:
         if self.main:
             self._write_outputs(final, summary)
         acc.wait_for_everyone()
+        # Destroy the process group now: a gloo group left to interpreter exit can abort a process that
+        # has finished (see core.shard.Processes). A no-op without a launcher.
+        acc.end_training()
         return summary
 
     def _write_outputs(self, final: torch.Tensor, summary: dict) -> None:
