@@ -200,6 +200,17 @@ def test_build_refuses_bad_arguments(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "full"), "--quick"]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "c"), "--seed", "-1"]) == 2
+    capsys.readouterr()
+    t2v_unet = W.weights_root() / "t2v" / "unet"  # a diffusers folder, but not an autoencoder
+    for bad in (tmp_path / "missing", t2v_unet):
+        assert main(["--out", str(tmp_path / "d"), "--quick", "--vae-from", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert f"--vae-from {bad}" in err and "AutoencoderKL" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()  # refused before anything is written
+    shipped_vae = str(W.weights_root() / "t2i" / "vae")
+    assert main(["--out", str(tmp_path / "e"), "--quick", "--stages", "vae", "--vae-from", shipped_vae]) == 0
+    assert main(["--out", str(tmp_path / "e"), "--quick", "--stages", "vae,t2i", "--resume"]) == 2
+    assert "['vae_from'" in capsys.readouterr().err  # a build does not change VAE halfway
 
 
 # ---- shipped models ----------------------------------------------------------------------------------------
@@ -423,13 +434,29 @@ def quick_build(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("shapes") / "build"
-    build(out, BuildConfig.quick(), stages=("clip", "vae", "t2i"))
+    build(out, BuildConfig.quick(), stages=("clip", "vae"))
     return out
 
 
-def test_quick_build_losses_fall(quick_build):
+@pytest.fixture(scope="module")
+def quick_t2i(tmp_path_factory):
+    """The reduced build's text-to-image stage on the shipped VAE (`--vae-from`). On the reduced build's
+    own 60-step VAE no generator can pass the judge: that VAE's reconstructions of clean frames score
+    judge accuracy 0.14 (docs/shapes.md, "A reduced build")."""
+    from reneg_video.training.shapes_build import BuildConfig, build
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("shapes") / "build"
+    cfg = BuildConfig.quick()
+    cfg.vae_from = str(W.weights_root() / "t2i" / "vae")
+    build(out, cfg, stages=("clip", "vae", "decoder", "t2i"))
+    return out
+
+
+def test_quick_build_losses_fall(quick_build, quick_t2i):
     for stage, ratio in QUICK_LOSS_RATIO.items():
-        losses = json.loads((quick_build / stage / "stage.json").read_text())["losses"]
+        folder = quick_t2i if stage == "t2i" else quick_build
+        losses = json.loads((folder / stage / "stage.json").read_text())["losses"]
         k = max(2, len(losses) // 5)
         assert np.mean(losses[-k:]) < ratio * np.mean(losses[:k]), stage
 
@@ -448,18 +475,14 @@ def test_a_clean_build_reproduces_the_same_weights(quick_build, tmp_path):
         assert all(torch.equal(first[k], second[k]) for k in first), file
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: the reduced build's t2i (120 steps x 16) scores judge accuracy 0.375 on 16 held-out "
-    "prompts vs 0.425 for the same pipeline with an untrained UNet (v1 settings: 0.29 vs 0.34); it learns "
-    "(loss falls) but not yet enough for the judge. Remove the mark when a reduced build does better.",
-)
-def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_build):
+def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_t2i):
     from diffusers import UNet2DConditionModel
 
     from reneg_video.training.shapes_build import image_pipeline, sample
 
-    pipe = image_pipeline(quick_build)
+    assert not (quick_t2i / "decoder").exists()  # the adopted VAE is final: no decoder stage ran
+    assert json.loads((quick_t2i / "vae" / "stage.json").read_text())["from"].endswith("t2i/vae")
+    pipe = image_pipeline(quick_t2i)
     pipe.set_progress_bar_config(disable=True)
     prompts = HELD_OUT[:16]
     seeds = list(range(len(prompts)))

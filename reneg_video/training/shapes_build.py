@@ -155,6 +155,11 @@ class BuildConfig:
     # motion-stage t2v's frames lost their crispness (0.00 vs 1.00 at 2.5, docs/shapes.md).
     eval_guidance_t2v: float = 2.5
     checkpoint_every: int = 200
+    # A trained AutoencoderKL folder (e.g. the shipped shapes-t2i/vae) taken as the build's VAE instead of
+    # training one: the vae stage copies it and the decoder stage is skipped. For work on the generators
+    # (about 75 min less at one thread), and for the reduced build in CI, whose 60-step VAE reconstructs
+    # too poorly for the judge to see what a generator learned (docs/shapes.md, "A reduced build").
+    vae_from: str | None = None
 
     @classmethod
     def quick(cls, seed: int = 0) -> BuildConfig:
@@ -546,6 +551,33 @@ def _batch(
 ) -> tuple[np.ndarray, list[str]]:
     samples = [shapes_data.make_sample(rng, video=video, directions=directions) for _ in range(count)]
     return np.stack([x.frames for x in samples]), [x.caption for x in samples]
+
+
+def adopt_vae(out: Path, cfg: BuildConfig) -> None:
+    """The vae stage when `cfg.vae_from` is set: that autoencoder, checked and saved in float32 (the
+    stages train in float32; the shipped one is float16), as this build's VAE."""
+    from diffusers import AutoencoderKL
+
+    source = Path(cfg.vae_from)
+    check_vae_folder(source)
+    vae = AutoencoderKL.from_pretrained(source).to(torch.float32)
+    info = {"from": str(source), "params": _count(vae), "scaling_factor": vae.config.scaling_factor}
+    _write_stage(out, "vae", lambda tmp: vae.save_pretrained(tmp / "vae"), info)
+
+
+def check_vae_folder(folder: Path) -> None:
+    """Refuse a --vae-from folder that is not a shapes-world AutoencoderKL (one line, says what to pass)."""
+    expected = (
+        f"expected a diffusers AutoencoderKL folder with {W.LATENT_CHANNELS} latent channels, "
+        "e.g. reneg_video/models/shapes/weights/t2i/vae or OUT/vae/vae of an earlier build"
+    )
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"--vae-from {folder}: no readable config.json; {expected}") from None
+    shape = (config.get("_class_name"), config.get("latent_channels"), config.get("sample_size"))
+    if shape != ("AutoencoderKL", W.LATENT_CHANNELS, W.IMAGE_SIZE):
+        raise UsageError(f"--vae-from {folder}: class, latent channels, sample size {shape}; {expected}")
 
 
 def _load_vae(out: Path, stage: str | None = None):
@@ -1112,6 +1144,8 @@ def build(
         raise UsageError(f"--stages {','.join(unknown)}: unknown; expected some of {','.join(STAGES)}")
     if out.exists() and any(out.iterdir()) and not resume:
         raise UsageError(f"--out {out}: exists and is not empty; pass --resume to continue that build")
+    if cfg.vae_from is not None:
+        check_vae_folder(Path(cfg.vae_from))
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "build_config.json"
     wanted = json.loads(json.dumps(asdict(cfg)))  # as saved: tuples become lists
@@ -1119,7 +1153,7 @@ def build(
         # Finished stages must have been built with these settings; later ones may change.
         saved = json.loads(config_path.read_text())
         done = [s for s in STAGES if (out / s / "stage.json").exists() and s in wanted]
-        changed = [s for s in ("seed", *done) if saved.get(s) != wanted[s]]
+        changed = [s for s in ("seed", "vae_from", *done) if saved.get(s) != wanted[s]]
         if changed:
             raise UsageError(
                 f"--resume {out}: finished stages {changed} were built with other settings ({config_path}); "
@@ -1129,10 +1163,10 @@ def build(
         tmp.write_text(json.dumps(wanted, indent=1) + "\n")
     timings = {}
     for stage in stages:
-        if (out / stage / "stage.json").exists():
+        if (out / stage / "stage.json").exists() or (stage == "decoder" and cfg.vae_from is not None):
             continue
         start = time.perf_counter()
-        RUNNERS[stage](out, cfg)
+        (adopt_vae if stage == "vae" and cfg.vae_from is not None else RUNNERS[stage])(out, cfg)
         timings[stage] = round(time.perf_counter() - start, 1)
         info = json.loads((out / stage / "stage.json").read_text())
         info["seconds"] = timings[stage]
