@@ -385,6 +385,16 @@ def test_shapes_eval_help_names_its_arms_and_outputs():
         assert needle in text, needle
 
 
+def test_build_shapes_help_names_its_stages_and_options():
+    from reneg_video.commands.build_shapes import build_parser
+    from reneg_video.training.shapes_build import STAGES
+
+    text = " ".join(build_parser().format_help().split())
+    for needle in (", ".join(STAGES), "--resume", "--quick", "--install", "--vae-from DIR",
+                   "the decoder stage is skipped", "OUT/export/{t2i,t2v,reward}"):  # fmt: skip
+        assert needle in text, needle
+
+
 def test_shapes_eval_arms_of_two_runs_outputs_get_distinct_names():
     from reneg_video.commands.shapes_eval import arm_names
     from reneg_video.core.errors import UsageError
