@@ -88,7 +88,9 @@ def test_cli_model_dir_wins_over_the_cached_model(hub, offline, tmp_path, capsys
 def test_validate_resolves_model_dir_like_the_video_cli(hub, offline, tmp_path, monkeypatch, sd21_file):
     offline(tmp_path / "empty-cache")
     seen = {}
-    monkeypatch.setattr(validate_cli, "_validate", lambda spec, folder, *a: seen.update(folder=folder) or {})
+    monkeypatch.setattr(
+        validate_cli, "_validate", lambda procs, spec, folder, *a: seen.update(folder=folder) or {}
+    )
     prompts = tmp_path / "p.txt"
     prompts.write_text("a cat\n")
     validate_cli.run(["--model", str(hub["other"]), "--neg", str(sd21_file), "--prompts-file", str(prompts),
