@@ -554,12 +554,11 @@ def _batch(
 
 
 def adopt_vae(out: Path, cfg: BuildConfig) -> None:
-    """The vae stage when `cfg.vae_from` is set: that autoencoder, checked and saved in float32 (the
-    stages train in float32; the shipped one is float16), as this build's VAE."""
+    """The vae stage when `cfg.vae_from` is set (build() has checked the folder): that autoencoder, saved
+    in float32 (the stages train in float32; the shipped one is float16), as this build's VAE."""
     from diffusers import AutoencoderKL
 
     source = Path(cfg.vae_from)
-    check_vae_folder(source)
     vae = AutoencoderKL.from_pretrained(source).to(torch.float32)
     info = {"from": str(source), "params": _count(vae), "scaling_factor": vae.config.scaling_factor}
     _write_stage(out, "vae", lambda tmp: vae.save_pretrained(tmp / "vae"), info)
