@@ -79,10 +79,10 @@ def main() -> None:
         out = {}
         for low in (600, 900):
             t = torch.full((n,), low) + torch.randint(0, 1000 - low, (n,), generator=gen)
-            noisy, target = scheduler.add_noise(latents, noise, t), scheduler.get_velocity(latents, noise, t)
-            right = F.mse_loss(unet(noisy, t, encoder_hidden_states=encode(captions)).sample, target)
-            other = F.mse_loss(unet(noisy, t, encoder_hidden_states=encode(wrong)).sample, target)
-            out[f"t>={low}"] = round(float((other - right) / right) * 100, 2)
+            gain = B.caption_loss_gain(
+                unet, scheduler, latents, noise, t, encode(captions), {"": encode(wrong)}
+            )
+            out[f"t>={low}"] = round(gain[""], 2)
         return out
 
     def evaluate(tag: str) -> None:

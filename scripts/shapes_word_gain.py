@@ -47,7 +47,12 @@ def main() -> None:
 
     from diffusers import StableDiffusionPipeline
 
-    from reneg_video.training.shapes_build import _encode_text, _noise_scheduler, _to_tensor
+    from reneg_video.training.shapes_build import (
+        _encode_text,
+        _noise_scheduler,
+        _to_tensor,
+        caption_loss_gain,
+    )
 
     folder = args.model_path or weights_root() / "t2i"
     pipe = StableDiffusionPipeline.from_pretrained(  # shipped in float16; measured in float32
@@ -69,22 +74,14 @@ def main() -> None:
         print("| swapped | " + " | ".join(f"t >= {t}" for t in T_FROM) + " |")
         print("|---|" + "---|" * len(T_FROM))
         gains: dict[str, list[str]] = {k: [] for k in captions if k != "asked"}
+        right = _encode_text(text_encoder, tokenizer, captions["asked"])
+        wrong = {name: _encode_text(text_encoder, tokenizer, captions[name]) for name in gains}
         for low in T_FROM:
             t = low + torch.randint(
                 0, scheduler.config.num_train_timesteps - low, (len(samples),), generator=gen
             )
-            noisy = scheduler.add_noise(latents, noise, t)
-            target = scheduler.get_velocity(latents, noise, t)
-
-            def loss(texts: list[str], noisy=noisy, t=t, target=target) -> float:
-                context = _encode_text(text_encoder, tokenizer, texts)
-                return float(
-                    torch.nn.functional.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, target)
-                )
-
-            base = loss(captions["asked"])
-            for name in gains:
-                gains[name].append(f"{(loss(captions[name]) - base) / base * 100:+.1f}%")
+            for name, gain in caption_loss_gain(unet, scheduler, latents, noise, t, right, wrong).items():
+                gains[name].append(f"{gain:+.1f}%")
         for name, row in gains.items():
             print(f"| {name} | " + " | ".join(row) + " |")
 

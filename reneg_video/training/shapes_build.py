@@ -799,12 +799,25 @@ def direction_word_gain(unet, text_encoder, tokenizer, vae, scheduler, clips: in
     gains = {}
     for t in WORD_GAIN_T:
         tt = torch.full((clips,), t)
-        noisy, target = scheduler.add_noise(latents, noise, tt), scheduler.get_velocity(latents, noise, tt)
-        loss_right = F.mse_loss(unet(noisy, tt, encoder_hidden_states=right).sample, target).item()
-        loss_wrong = F.mse_loss(unet(noisy, tt, encoder_hidden_states=opposite).sample, target).item()
-        gains[t] = round((loss_wrong - loss_right) / loss_right * 100, 2)
+        gains[t] = round(caption_loss_gain(unet, scheduler, latents, noise, tt, right, {"": opposite})[""], 2)
     unet.train(was_training)
     return gains
+
+
+@torch.no_grad()
+def caption_loss_gain(
+    unet, scheduler, latents, noise, t, right: torch.Tensor, wrong: dict[str, torch.Tensor]
+) -> dict[str, float]:
+    """Per entry of `wrong`, the relative increase (%) of the UNet's v-prediction loss on `latents`
+    (noised with `noise` at timesteps `t`) when the text context is that entry instead of `right`: what
+    the words that differ are worth to the model (~0% for words it ignores)."""
+    noisy, target = scheduler.add_noise(latents, noise, t), scheduler.get_velocity(latents, noise, t)
+
+    def loss(context: torch.Tensor) -> float:
+        return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, target).item()
+
+    base = loss(right)
+    return {name: (loss(context) - base) / base * 100 for name, context in wrong.items()}
 
 
 def spatial_cross_attention(unet) -> list[torch.nn.Parameter]:
@@ -1160,12 +1173,14 @@ def build(
             )
     with atomic_path(config_path) as tmp:
         tmp.write_text(json.dumps(wanted, indent=1) + "\n")
+    # With --vae-from the VAE is adopted, not trained, and final: no decoder stage.
+    runners = RUNNERS if cfg.vae_from is None else {**RUNNERS, "vae": adopt_vae, "decoder": None}
     timings = {}
     for stage in stages:
-        if (out / stage / "stage.json").exists() or (stage == "decoder" and cfg.vae_from is not None):
+        if (out / stage / "stage.json").exists() or runners[stage] is None:
             continue
         start = time.perf_counter()
-        (adopt_vae if stage == "vae" and cfg.vae_from is not None else RUNNERS[stage])(out, cfg)
+        runners[stage](out, cfg)
         timings[stage] = round(time.perf_counter() - start, 1)
         info = json.loads((out / stage / "stage.json").read_text())
         info["seconds"] = timings[stage]
