@@ -54,6 +54,34 @@ def mean_ci(values, seed: int = 0, level: float = LEVEL) -> dict:
     }
 
 
+def bootstrap_interval(
+    values, seed: int = 0, level: float = LEVEL, resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float, float]:
+    """Mean of a flat sample and its percentile-bootstrap interval (values resampled with replacement,
+    seeded, so reproducible): (mean, low, high). For paired differences and per-prompt win indicators."""
+    v = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(v, size=(resamples, v.size)).mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(v.mean()), float(low), float(high)
+
+
+# The two-sided 95% normal quantile as the shapes-world figures were computed with it (1.95996 rounded).
+Z95 = 1.96
+
+
+def normal_interval(values, z: float = Z95) -> tuple[float, float, float]:
+    """Mean and its normal-approximation interval, mean +- z * sd / sqrt(n): (mean, low, high); nan bounds
+    for fewer than two values, all nan for none."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    half = z * float(v.std(ddof=1)) / np.sqrt(v.size) if v.size > 1 else float("nan")
+    return m, m - half, m + half
+
+
 def wilson_interval(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Wilson score interval of a proportion (Wilson 1927); `successes` may hold halves for ties."""
     if n <= 0:
