@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import plugins
 from .atomic import atomic_path
 from .encoders import FAMILIES, EncoderFamily, describe_shapes, family_for_shape, infer_t5_mask
 from .errors import EmbeddingFileError, TextualInversionError, UnsafeFileError
@@ -111,6 +112,7 @@ def tensor_sha256(tensor: torch.Tensor) -> str:
 def load_embedding(path: str | os.PathLike[str]) -> NegativeEmbedding:
     """Load and validate a negative embedding file; raise a `ReNegError` subclass if it is refused."""
     path = Path(path)
+    plugins.load()  # families registered by plugins (the shapes world's) are known before matching
     raw = _read_checked_bytes(path)
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         tensor, mask, metadata = _load_safetensors(path)

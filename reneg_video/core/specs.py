@@ -21,6 +21,7 @@ from pathlib import Path
 
 import tomllib
 
+from . import plugins
 from .encoders import FAMILIES, FILL_EMPTY, FILL_MASKED, UNMASKED_FILLS, EncoderFamily
 from .errors import SpecError, UsageError
 from .settings import GuidanceSchedule, Settings
@@ -316,7 +317,9 @@ def load_spec_file(path: str | os.PathLike[str]) -> AdapterSpec:
 def _spec_files() -> list[Path]:
     builtin = resources.files("reneg_video") / "specs"
     files = sorted(Path(str(p)) for p in builtin.iterdir() if p.name.endswith(".toml"))
-    folders = [Path(d) for d in os.environ.get(ADAPTERS_ENV, "").split(os.pathsep) if d]
+    folders = plugins.spec_folders() + [
+        Path(d) for d in os.environ.get(ADAPTERS_ENV, "").split(os.pathsep) if d
+    ]
     folders.append(USER_ADAPTER_DIR)
     for folder in folders:
         if folder.is_dir():
