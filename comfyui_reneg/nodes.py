@@ -4,14 +4,27 @@ The tokens and mask are the ones `reneg_video.attach` gives the diffusers pipeli
 (`reneg_video.core.conditioning.comfy_conditioning`): CLIP-space models (ZeroScope, VideoCrafter2,
 AnimateDiff/SD) get the file's [1,77,D] tensor with no mask; LTX-Video gets the PixArt-alpha file padded to
 128 tokens with the attention mask (token 0 kept) in the conditioning's dict.
+
+The model dropdown lists real models only. Stand-ins (`tiny-*`, seeded random weights: their output is
+noise) and the bundled demo models (`shapes-*`, the shapes world's 32x32 models) exist for tests and
+demos; set the environment variable `RENEG_VIDEO_STANDINS=1` before starting ComfyUI to list them too.
 """
 
 from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reneg_video.core.specs import AdapterSpec
 
 # ComfyUI's model folder for embeddings (folder_paths.folder_names_and_paths["embeddings"]).
 EMBEDDINGS_FOLDER = "embeddings"
 # Suffixes of files reneg_video.load_embedding reads (released pickles, safetensors, project format).
 EMBEDDING_SUFFIXES = (".bin", ".pt", ".safetensors")
+# Set to "1" to offer stand-in and bundled demo models in the dropdown (tests, demos); unset for users,
+# who would otherwise scroll past ~20 models that produce noise or 32x32 toy videos.
+STANDINS_ENV = "RENEG_VIDEO_STANDINS"
 
 
 def _embedding_files() -> list[str]:
@@ -24,14 +37,28 @@ def _embedding_files() -> list[str]:
     return sorted(n for n in names if n.lower().endswith(EMBEDDING_SUFFIXES))
 
 
-def _model_names() -> list[str]:
-    from reneg_video.core.specs import list_models
+def _is_demo(spec: AdapterSpec) -> bool:
+    """A stand-in (random weights) or a bundled demo model (weights shipped with a package, e.g. shapes-*):
+    decided by the spec's own fields, so a plugin's demo models are hidden without naming them here."""
+    return bool(spec.standin or spec.bundled)
 
-    return list_models()
+
+def _model_names() -> list[str]:
+    """Model names for the dropdown: real models, plus demo/stand-in ones when STANDINS_ENV is "1"."""
+    from reneg_video.core.specs import registry
+
+    with_demos = os.environ.get(STANDINS_ENV) == "1"
+    # registry() is keyed by name and alias; one entry per spec name.
+    specs = {spec.name: spec for spec in registry().values()}
+    return sorted(name for name, spec in specs.items() if with_demos or not _is_demo(spec))
 
 
 class ReNegNegativeConditioning:
-    """Load a ReNeg embedding file and output it as negative CONDITIONING for the chosen model."""
+    """Load a ReNeg embedding file and output it as negative CONDITIONING for the chosen model.
+
+    The model list holds real models; stand-in and demo models are added only when ComfyUI runs with
+    `RENEG_VIDEO_STANDINS=1` (see the module docstring).
+    """
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:  # noqa: N802 (ComfyUI's interface)

@@ -80,6 +80,22 @@ def test_node_interface_as_comfyui_reads_it(comfy):
         assert isinstance(cls.CATEGORY, str)
 
 
+def test_dropdown_offers_no_standin_or_demo_model_unless_asked(comfy, monkeypatch):
+    from reneg_video.core.specs import list_models, load_spec
+
+    cls = comfy.NODE_CLASS_MAPPINGS["ReNegNegativeConditioning"]
+    monkeypatch.delenv("RENEG_VIDEO_STANDINS", raising=False)
+    offered = cls.INPUT_TYPES()["required"]["model"]
+    names = offered[0]
+    assert {"ltx-video", "zeroscope", "sd15"} <= set(names) and offered[1]["default"] == "ltx-video"
+    hidden = [n for n in names if load_spec(n).standin or load_spec(n).bundled]
+    assert hidden == [] and not [n for n in names if n.startswith(("tiny-", "shapes-"))], hidden
+    # Asked for (tests, demos): every model, stand-ins and the shapes world's bundled ones included.
+    monkeypatch.setenv("RENEG_VIDEO_STANDINS", "1")
+    names = cls.INPUT_TYPES()["required"]["model"][0]
+    assert names == list_models() and {"tiny-zeroscope", "shapes-t2v"} <= set(names)
+
+
 def test_package_imports_without_comfyui():
     code = "import comfyui_reneg as c; n = c.NODE_CLASS_MAPPINGS['ReNegNegativeConditioning']; "
     code += "assert n.INPUT_TYPES()['required']['embedding'] == ([],); print('ok')"
@@ -103,8 +119,13 @@ def _negative_reaching_denoiser(pipe, name: str, neg) -> tuple[torch.Tensor, tor
 
 
 @pytest.mark.parametrize("file_name", sorted(RELEASED))
-def test_node_conditioning_equals_what_attach_feeds_the_pipeline(comfy, pipelines, file_name):
+def test_node_conditioning_equals_what_attach_feeds_the_pipeline(comfy, pipelines, file_name, monkeypatch):
+    monkeypatch.setenv("RENEG_VIDEO_STANDINS", "1")  # the node is also run on the stand-in model below
     standin, real = RELEASED[file_name]
+    assert (
+        standin
+        in comfy.NODE_CLASS_MAPPINGS["ReNegNegativeConditioning"].INPUT_TYPES()["required"]["model"][0]
+    )
     node = comfy.NODE_CLASS_MAPPINGS["ReNegNegativeConditioning"]()
     (conditioning,) = node.load(file_name, real)
     [[standin_tensor, _]] = node.load(file_name, standin)[0]  # the stand-in spec matches tokens as the real
