@@ -454,6 +454,54 @@ def test_clip_loads_a_saved_model_folder(tiny_clip, tmp_path, video):
     torch.testing.assert_close(loaded.score_frames(video, PROMPT), tiny_clip.score_frames(video, PROMPT))
 
 
+def test_cosine_reward_is_the_one_base(tiny_clip, video):
+    """clip/pickscore/tiny-clip are `CosineReward`s, hpsv2 a subclass; a subclass outside the library (as
+    the shapes world's reward) changes the scale, the calibration and the text inputs through the public API."""
+    from reneg_video.rewards.cosine import CosineReward
+    from reneg_video.rewards.hpsv2 import HpsReward
+
+    assert type(tiny_clip) is CosineReward and issubclass(HpsReward, CosineReward)
+    raw = tiny_clip.score_frames(video, PROMPT)
+
+    class Calibrated(CosineReward):
+        def text_inputs(self, prompt):
+            return {"input_ids": super().text_inputs(prompt)["input_ids"]}
+
+    logit = float(tiny_clip.model.logit_scale.exp())
+    calibrated = Calibrated(tiny_clip.model, tiny_clip.tokenizer, "calibrated", scale=None, mean=2.0, std=4.0)
+    torch.testing.assert_close(calibrated.score_frames(video, PROMPT), (raw / 100 * logit - 2.0) / 4.0)
+    assert repr(calibrated) == "Calibrated(name='calibrated', device=cpu)"
+
+
+def test_one_resolver_argument_then_environment_then_fallbacks(tmp_path, monkeypatch):
+    """Every reward finds its files through `files.resolve_local`: argument, $ENV, then each fallback."""
+    from reneg_video.rewards.files import Fallback, resolve_local
+
+    a, b, c = (tmp_path / name for name in "abc")
+    for path in (a, b, c):
+        path.write_text("x")
+    asked, packaged = [], {"path": c}
+    fallbacks = [
+        Fallback("cache", "not cached", lambda: asked.append("cache")),
+        Fallback("pkg", "in no package", lambda: packaged["path"]),
+    ]
+    args = dict(what="W", env="RENEG_TEST_W", kind="file", how="get W", give="pass w=", fallbacks=fallbacks)
+    monkeypatch.setenv("RENEG_TEST_W", str(b))
+    assert resolve_local(a, **args) == a and resolve_local(None, **args) == b and not asked
+    monkeypatch.delenv("RENEG_TEST_W")
+    assert resolve_local(None, **args) == c and asked == ["cache"]
+    packaged["path"] = None
+    with pytest.raises(RewardError) as info:
+        resolve_local(None, **args)
+    assert str(info.value) == (
+        "W not found (no argument, $RENEG_TEST_W unset, not cached, in no package); "
+        "expected a local file: get W, then pass w= or set $RENEG_TEST_W"
+    )
+    with pytest.raises(RewardError) as info:
+        resolve_local(a, **{**args, "kind": "folder"})
+    assert str(info.value) == f"W {str(a)!r} (from argument) is not a folder; get W"
+
+
 def test_bf16_autocast_scores_close_but_not_bit_exact(video):
     exact = load_reward("tiny-imagereward")
     cast = load_reward("tiny-imagereward", autocast="bfloat16")

@@ -27,6 +27,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..core.errors import RewardError
 from .clip import CLIP_REPO, _local_folder
+from .files import resolve_local
 from .frames import Frames, preprocess, scoring_setup
 from .imagereward import DEFAULT_BATCH_SIZE, build_head, perturb_
 
@@ -94,19 +95,10 @@ class AestheticReward:
 
 def resolve_checkpoint(value: str | os.PathLike[str] | None = None) -> Path:
     """The MLP weights: the argument, else $RENEG_AESTHETIC_CKPT (no Hugging Face repo is official)."""
-    source = "argument"
-    if value is None and os.environ.get(ENV_CHECKPOINT):
-        value, source = os.environ[ENV_CHECKPOINT], f"${ENV_CHECKPOINT}"
-    how = f"download {RELEASED_FILE} from {REPO_URL}"
-    if value is None:
-        raise RewardError(
-            f"aesthetic predictor weights not found (no argument, ${ENV_CHECKPOINT} unset); expected a local "
-            f"file: {how}, then pass aesthetic_checkpoint= or set ${ENV_CHECKPOINT}"
-        )
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise RewardError(f"aesthetic predictor weights {str(path)!r} (from {source}) are not a file; {how}")
-    return path
+    return resolve_local(
+        value, what="aesthetic predictor weights", env=ENV_CHECKPOINT, kind="file",
+        how=f"download {RELEASED_FILE} from {REPO_URL}", give="pass aesthetic_checkpoint=",
+    )  # fmt: skip
 
 
 def resolve_clip(value: str | os.PathLike[str] | None = None) -> Path:

@@ -1,6 +1,7 @@
 """CLIP-family rewards on transformers' `CLIPModel`: CLIP score and PickScore, from local weights.
 
-Both score a frame by the cosine similarity of CLIP's projected image and text embeddings, scaled:
+Both score a frame by the cosine similarity of CLIP's projected image and text embeddings, scaled
+(a `cosine.CosineReward`, the prompt padded to the model's 77 positions with its attention mask):
 - `clip`: 100 * cos, the CLIP score convention of torchmetrics (Hessel et al. 2021 with w = 100), here
   without its clamp at 0 so that gradients never vanish; default model openai/clip-vit-large-patch14;
 - `pickscore`: exp(logit_scale) * cos, as PickScore's reference inference (Kirstain et al. 2023),
@@ -9,8 +10,6 @@ ReNO weights them 0.01 (CLIP) and 0.05 (PickScore).
 
 These two have been run here only with random tiny weights (`tiny-clip`): no real checkpoint was at
 hand, so their scores on real weights are not verified against a reference.
-
-Shape legend: F frames, B frames in one batch, D projection width.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 from ..core.errors import RewardError
-from .frames import Frames, preprocess, scoring_setup
+from .cosine import CosineReward
+from .files import hf_cache, resolve_local
 from .imagereward import DEFAULT_BATCH_SIZE, perturb_
 
 # CLIP's text tower has 77 positions (context_length=77 in OpenAI CLIP and OpenCLIP).
@@ -39,59 +39,6 @@ ENV_PICKSCORE = "RENEG_PICKSCORE_MODEL"
 ENV_PICKSCORE_TOKENIZER = "RENEG_PICKSCORE_TOKENIZER"
 
 
-class ClipReward:
-    """`score_frames(frames, prompt) -> Tensor[F]`: scale * cos(image embedding, text embedding).
-
-    `scale` is a number, or None for the model's own exp(logit_scale) (PickScore). The model is frozen;
-    gradients flow to float frame tensors that require them.
-    """
-
-    def __init__(
-        self,
-        model: CLIPModel,
-        tokenizer: CLIPTokenizer,
-        name: str,
-        scale: float | None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        self.model = model.eval().requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.scale = scale
-        self.batch_size = batch_size
-        self.input_size = int(model.config.vision_config.image_size)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
-        """Score each frame against `prompt`: float32 [F]; the prompt is encoded once per call."""
-        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
-        dtype = next(self.model.parameters()).dtype
-        with context:
-            tokens = self.tokenizer(
-                prompt, padding="max_length", truncation=True, max_length=CLIP_TOKENS, return_tensors="pt"
-            ).to(self.device)
-            text = self.model.get_text_features(**tokens)
-            text = getattr(text, "pooler_output", text)  # transformers may wrap the features
-            text = torch.nn.functional.normalize(text.float(), dim=-1)  # [1, D]
-            scale = self.model.logit_scale.exp().float() if self.scale is None else self.scale
-            scores = []
-            for start in range(0, count, batch_size):
-                pixels = preprocess(frames[start : start + batch_size], self.input_size).to(
-                    self.device, dtype
-                )
-                image = self.model.get_image_features(pixel_values=pixels)
-                image = getattr(image, "pooler_output", image)
-                image = torch.nn.functional.normalize(image.float(), dim=-1)  # [B, D]
-                scores.append(scale * (image @ text.T).squeeze(-1))
-        return torch.cat(scores).float()
-
-    def __repr__(self) -> str:
-        return f"ClipReward(name={self.name!r}, device={self.device})"
-
-
 def _snapshot_from_hf_cache(repo: str) -> str | None:
     try:
         from huggingface_hub import snapshot_download
@@ -102,23 +49,12 @@ def _snapshot_from_hf_cache(repo: str) -> str | None:
 
 
 def _local_folder(value, env: str, repo: str, what: str) -> Path:
-    source = "argument"
-    if value is None and os.environ.get(env):
-        value, source = os.environ[env], f"${env}"
-    if value is None:
-        value, source = _snapshot_from_hf_cache(repo), "Hugging Face cache"
-    if value is None:
-        raise RewardError(
-            f"{what} not found (no argument, ${env} unset, {repo} not in the local Hugging Face cache); "
-            f"expected a local folder: save {repo} with from_pretrained(...).save_pretrained(DIR) on a machine "
-            f"with network, then pass it or set ${env}"
-        )
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise RewardError(
-            f"{what} {str(path)!r} (from {source}) is not a folder; expected a saved {repo} folder"
-        )
-    return path
+    """A saved `repo` folder: `value`, else $`env`, else the local Hugging Face cache of `repo`."""
+    return resolve_local(
+        value, what=what, env=env, kind="folder", give="pass it",
+        how=f"save {repo} with from_pretrained(...).save_pretrained(DIR) on a machine with network",
+        fallbacks=[hf_cache(lambda: _snapshot_from_hf_cache(repo), f"{repo} not in the local Hugging Face cache")],
+    )  # fmt: skip
 
 
 def _load_clip(
@@ -141,12 +77,12 @@ def load_clip(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> ClipReward:
+) -> CosineReward:
     """CLIP score (100 * cos) from a local CLIPModel folder (default $RENEG_CLIP_MODEL, then the HF cache
     of openai/clip-vit-large-patch14)."""
     folder = _local_folder(model, ENV_CLIP, CLIP_REPO, "CLIP model")
     clip, tokenizer = _load_clip(folder, folder, "CLIP model", device, dtype)
-    return ClipReward(clip, tokenizer, "clip", CLIP_SCORE_SCALE, batch_size)
+    return CosineReward(clip, tokenizer, "clip", scale=CLIP_SCORE_SCALE, batch_size=batch_size)
 
 
 def load_pickscore(
@@ -156,7 +92,7 @@ def load_pickscore(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     batch_size: int = DEFAULT_BATCH_SIZE,
-) -> ClipReward:
+) -> CosineReward:
     """PickScore (exp(logit_scale) * cos) from local folders (defaults: $RENEG_PICKSCORE_MODEL and
     $RENEG_PICKSCORE_TOKENIZER, then the HF cache of yuvalkirstain/PickScore_v1 and laion/CLIP-ViT-H-14)."""
     folder = _local_folder(model, ENV_PICKSCORE, PICKSCORE_REPO, "PickScore model")
@@ -164,7 +100,7 @@ def load_pickscore(
         tokenizer, ENV_PICKSCORE_TOKENIZER, PICKSCORE_TOKENIZER_REPO, "PickScore tokenizer"
     )
     clip, tok = _load_clip(folder, tok_folder, "PickScore model", device, dtype)
-    return ClipReward(clip, tok, "pickscore", None, batch_size)
+    return CosineReward(clip, tok, "pickscore", scale=None, batch_size=batch_size)
 
 
 # ---- tiny-clip: a tiny random CLIPModel with a generated byte-level tokenizer, no files ------------------
@@ -202,7 +138,7 @@ def tiny_clip_tokenizer() -> CLIPTokenizer:
 
 def load_tiny_clip(
     *, seed: int = TINY_SEED, device: str | torch.device = "cpu", batch_size: int = DEFAULT_BATCH_SIZE
-) -> ClipReward:
+) -> CosineReward:
     """A tiny random CLIPModel scored like `clip` (100 * cos). Its scores are NOISE: for tests and demos."""
     tokenizer = tiny_clip_tokenizer()
     config = CLIPConfig(
@@ -218,4 +154,6 @@ def load_tiny_clip(
         projection_dim=TINY_WIDTH,
     )  # fmt: skip
     model = perturb_(CLIPModel(config), seed)
-    return ClipReward(model.to(device), tokenizer, "tiny-clip", CLIP_SCORE_SCALE, batch_size)
+    return CosineReward(
+        model.to(device), tokenizer, "tiny-clip", scale=CLIP_SCORE_SCALE, batch_size=batch_size
+    )

@@ -32,7 +32,9 @@ from transformers import CLIPModel, CLIPTokenizer
 from ..core.errors import RewardError
 from . import openclip
 from .clip import _snapshot_from_hf_cache, tiny_clip_tokenizer
-from .frames import Frames, _normalise, scoring_setup
+from .cosine import CosineReward
+from .files import Fallback, hf_cache, resolve_local
+from .frames import Frames, _normalise
 from .imagereward import DEFAULT_BATCH_SIZE, _from_hf_cache, perturb_
 
 # HPS v2 benchmark units: 100 * cosine (hpsv2/evaluation.py, `image_features @ text_features.T * 100`).
@@ -90,8 +92,9 @@ def preprocess_hps(frames: Frames, size: int = IMAGE_SIZE) -> torch.Tensor:
     return torch.cat([_normalise(letterbox(chunk, size)) for chunk in _to_float_frames(frames)])
 
 
-class HpsReward:
-    """`score_frames(frames, prompt) -> Tensor[F]`: 100 * cos(image, text) of the HPS v2 model.
+class HpsReward(CosineReward):
+    """`score_frames(frames, prompt) -> Tensor[F]`: 100 * cos(image, text) of the HPS v2 model, with
+    OpenCLIP's tokens (no attention mask) and HPS v2's letterboxed pixels.
 
     The model is frozen; gradients flow to float frame tensors that require them.
     """
@@ -99,60 +102,29 @@ class HpsReward:
     def __init__(
         self, model: CLIPModel, tokenizer: CLIPTokenizer, name: str, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> None:
-        self.model = model.eval().requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.name = name
-        self.batch_size = batch_size
-        self.input_size = int(model.config.vision_config.image_size)
-        self.context = int(model.config.text_config.max_position_embeddings)
+        super().__init__(model, tokenizer, name, scale=HPS_SCALE, batch_size=batch_size)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def text_inputs(self, prompt: str) -> dict[str, torch.Tensor]:
+        return {"input_ids": openclip.open_clip_tokens(self.tokenizer, prompt, self.context)}
 
-    def score_frames(self, frames: Frames, prompt: str, *, batch_size: int | None = None) -> torch.Tensor:
-        """Score each frame against `prompt`: float32 [F]; the prompt is encoded once per call."""
-        count, batch_size, context = scoring_setup(frames, prompt, batch_size, self.batch_size)
-        dtype = next(self.model.parameters()).dtype
-        with context:
-            ids = openclip.open_clip_tokens(self.tokenizer, prompt, self.context).to(self.device)
-            text = self.model.get_text_features(input_ids=ids)
-            text = getattr(text, "pooler_output", text)  # transformers may wrap the features
-            text = F.normalize(text.float(), dim=-1)  # [1, E]
-            scores = []
-            for start in range(0, count, batch_size):
-                pixels = preprocess_hps(frames[start : start + batch_size], self.input_size)
-                image = self.model.get_image_features(pixel_values=pixels.to(self.device, dtype))
-                image = getattr(image, "pooler_output", image)
-                image = F.normalize(image.float(), dim=-1)  # [B, E]
-                scores.append(HPS_SCALE * (image @ text.T).squeeze(-1))
-        return torch.cat(scores).float()
-
-    def __repr__(self) -> str:
-        return f"HpsReward(name={self.name!r}, device={self.device})"
+    def pixels(self, frames: Frames) -> torch.Tensor:
+        return preprocess_hps(frames, self.input_size)
 
 
 # ---- files ---------------------------------------------------------------------------------------------
 
 
+def _cached_checkpoint() -> str | None:
+    return next((path for name in HF_CHECKPOINTS if (path := _from_hf_cache(HF_REPO, name))), None)
+
+
 def resolve_checkpoint(value: str | os.PathLike[str] | None = None) -> Path:
     """The HPS v2 checkpoint: the argument, else $RENEG_HPSV2_CKPT, else the local HF cache of xswu/HPSv2."""
-    source = "argument"
-    if value is None and os.environ.get(ENV_CHECKPOINT):
-        value, source = os.environ[ENV_CHECKPOINT], f"${ENV_CHECKPOINT}"
-    if value is None:
-        source = "Hugging Face cache"
-        value = next((p for name in HF_CHECKPOINTS if (p := _from_hf_cache(HF_REPO, name))), None)
-    how = f"download {' or '.join(HF_CHECKPOINTS)} from the Hugging Face repo {HF_REPO}"
-    if value is None:
-        raise RewardError(
-            f"HPS v2 checkpoint not found (no argument, ${ENV_CHECKPOINT} unset, not in the local Hugging "
-            f"Face cache); expected a local file: {how}, then pass hps_checkpoint= or set ${ENV_CHECKPOINT}"
-        )
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise RewardError(f"HPS v2 checkpoint {str(path)!r} (from {source}) is not a file; {how}")
-    return path
+    return resolve_local(
+        value, what="HPS v2 checkpoint", env=ENV_CHECKPOINT, kind="file", give="pass hps_checkpoint=",
+        how=f"download {' or '.join(HF_CHECKPOINTS)} from the Hugging Face repo {HF_REPO}",
+        fallbacks=[hf_cache(_cached_checkpoint)],
+    )  # fmt: skip
 
 
 def _bpe_in_installed_packages() -> Path | None:
@@ -172,25 +144,15 @@ def resolve_tokenizer(value: str | os.PathLike[str] | None = None) -> Path:
     """The CLIP tokenizer: a CLIPTokenizer folder or CLIP's BPE .txt.gz, from the argument, else
     $RENEG_HPSV2_TOKENIZER, else the HF cache of laion/CLIP-ViT-H-14-laion2B-s32B-b79K, else the BPE file
     inside an installed open_clip_torch, clip-anytorch or hpsv2."""
-    source = "argument"
-    if value is None and os.environ.get(ENV_TOKENIZER):
-        value, source = os.environ[ENV_TOKENIZER], f"${ENV_TOKENIZER}"
-    if value is None:
-        value, source = _snapshot_from_hf_cache(HF_TOKENIZER_REPO), "Hugging Face cache"
-    if value is None:
-        value, source = _bpe_in_installed_packages(), "an installed package"
-    how = (
-        f"pass hps_tokenizer= or set ${ENV_TOKENIZER} to CLIP's {openclip.BPE_FILE} (inside open_clip_torch "
-        f"or clip-anytorch) or to a saved CLIPTokenizer folder of {HF_TOKENIZER_REPO}"
-    )
-    if value is None:
-        raise RewardError(
-            f"HPS v2 tokenizer not found (no argument, ${ENV_TOKENIZER} unset, nothing cached); {how}"
-        )
-    path = Path(value).expanduser()
-    if not (path.is_dir() or path.is_file()):
-        raise RewardError(f"HPS v2 tokenizer {str(path)!r} (from {source}) does not exist; {how}")
-    return path
+    return resolve_local(
+        value, what="HPS v2 tokenizer", env=ENV_TOKENIZER, kind="file or folder", give="pass hps_tokenizer=",
+        how=f"CLIP's {openclip.BPE_FILE} (inside open_clip_torch or clip-anytorch) or a saved CLIPTokenizer "
+        f"folder of {HF_TOKENIZER_REPO}",
+        fallbacks=[
+            hf_cache(lambda: _snapshot_from_hf_cache(HF_TOKENIZER_REPO)),
+            Fallback("an installed package", "in no installed package", _bpe_in_installed_packages),
+        ],
+    )  # fmt: skip
 
 
 def make_tokenizer(path: Path) -> CLIPTokenizer:

@@ -39,6 +39,7 @@ from torch import nn
 from transformers import BertTokenizer, BlipTextConfig, BlipTextModel, BlipVisionConfig, BlipVisionModel
 
 from ..core.errors import RewardError
+from .files import hf_cache, resolve_local
 from .frames import Frames, check_frames, preprocess
 
 # Score normalisation of ImageReward v1.0: `self.mean` / `self.std` in image-reward 1.5,
@@ -517,51 +518,26 @@ def resolve_files(
     Nothing is downloaded. A missing file raises a one-line `RewardError` saying how to obtain it.
     """
 
-    def pick(value, env: str, cached, what: str, how: str, want_dir: bool) -> Path:
-        source = "argument"
-        if value is None and os.environ.get(env):
-            value, source = os.environ[env], f"${env}"
-        if value is None:
-            value = cached()
-            source = "Hugging Face cache"
-        if value is None:
-            raise RewardError(
-                f"ImageReward {what} not found (no argument, ${env} unset, not in the local Hugging Face "
-                f"cache); expected a local file: {how}, then pass its path or set ${env}"
-            )
-        path = Path(value).expanduser()
-        ok = path.is_dir() if want_dir else path.is_file()
-        if not ok:
-            kind = "folder" if want_dir else "file"
-            raise RewardError(f"ImageReward {what} {str(path)!r} (from {source}) is not a {kind}; {how}")
-        return path
+    def download(name: str) -> str:
+        return f"download {name} from the Hugging Face repo {HF_REPO}"
 
     return ImageRewardFiles(
-        checkpoint=pick(
-            checkpoint,
-            ENV_CHECKPOINT,
-            lambda: _from_hf_cache(HF_REPO, HF_CHECKPOINT),
-            "checkpoint",
-            f"download {HF_CHECKPOINT} from the Hugging Face repo {HF_REPO}",
-            False,
+        checkpoint=resolve_local(
+            checkpoint, what="ImageReward checkpoint", env=ENV_CHECKPOINT, kind="file",
+            how=download(HF_CHECKPOINT), give="pass its path",
+            fallbacks=[hf_cache(lambda: _from_hf_cache(HF_REPO, HF_CHECKPOINT))],
         ),
-        med_config=pick(
-            med_config,
-            ENV_MED_CONFIG,
-            lambda: _from_hf_cache(HF_REPO, HF_MED_CONFIG),
-            "med_config",
-            f"download {HF_MED_CONFIG} from the Hugging Face repo {HF_REPO}",
-            False,
+        med_config=resolve_local(
+            med_config, what="ImageReward med_config", env=ENV_MED_CONFIG, kind="file",
+            how=download(HF_MED_CONFIG), give="pass its path",
+            fallbacks=[hf_cache(lambda: _from_hf_cache(HF_REPO, HF_MED_CONFIG))],
         ),
-        tokenizer=pick(
-            tokenizer,
-            ENV_TOKENIZER,
-            _tokenizer_from_hf_cache,
-            "tokenizer folder",
-            "save bert-base-uncased with BertTokenizer.from_pretrained('bert-base-uncased').save_pretrained(DIR)",
-            True,
+        tokenizer=resolve_local(
+            tokenizer, what="ImageReward tokenizer folder", env=ENV_TOKENIZER, kind="folder",
+            how="save bert-base-uncased with BertTokenizer.from_pretrained('bert-base-uncased').save_pretrained(DIR)",
+            give="pass its path", fallbacks=[hf_cache(_tokenizer_from_hf_cache)],
         ),
-    )
+    )  # fmt: skip
 
 
 def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
