@@ -164,11 +164,14 @@ def test_validate_has_the_speed_option():
     )
 
 
-def test_paired_interval_brackets_the_mean():
-    from reneg_video.bench.speed import paired_interval
+def test_paired_delta_brackets_the_mean():
+    """The report's deltas go through core.stats (bit for bit the old bench formula: test_stats)."""
+    from reneg_video.bench.speed import paired_delta
+    from reneg_video.core.stats import bootstrap_interval
 
     values = [0.1, -0.2, 0.3, 0.05, 0.0, 0.15]
-    d = paired_interval(values)
+    d = paired_delta(values, [0.0] * 6)
     assert d["low"] <= d["mean"] <= d["high"] and d["n"] == 6
+    assert (d["mean"], d["low"], d["high"]) == bootstrap_interval(values)
     assert d["mean"] == pytest.approx(sum(values) / len(values))
-    assert paired_interval([0.5, 0.5]) == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 2}
+    assert paired_delta([1.5, 1.5], [1.0, 1.0]) == {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 2}

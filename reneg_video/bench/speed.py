@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..core.stats import bootstrap_interval
 from .harness import Row, alternate, median_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -151,8 +152,6 @@ SHAPES_SPEED_PROMPTS = 8
 # Enough steps that denoising, which the presets shorten, outweighs the text encoder and the VAE decode;
 # 16 is the middle of what DPM-Solver++ is run at (10-25 steps).
 SPEED_STEPS = 16
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
 
 
 class DenoiserCalls:
@@ -232,15 +231,12 @@ def row_speed_fast(quick: bool, model: str = SPEED_MODEL) -> Row:
     )
 
 
-def paired_interval(deltas: list[float], seed: int = BOOTSTRAP_SEED) -> dict[str, float]:
-    """Mean of paired differences and its 95% percentile-bootstrap interval (seeded, so reproducible)."""
-    import numpy as np
-
-    values = np.asarray(deltas, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(BOOTSTRAP_RESAMPLES, values.size)).mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return {"mean": float(values.mean()), "low": float(low), "high": float(high), "n": int(values.size)}
+def paired_delta(after: list[float], before: list[float]) -> dict[str, float]:
+    """Mean of the paired differences after - before with its 95% percentile-bootstrap interval
+    (`core.stats.bootstrap_interval`, seed 0), as the report stores it."""
+    deltas = [a - b for a, b in zip(after, before, strict=True)]
+    mean, low, high = bootstrap_interval(deltas)
+    return {"mean": mean, "low": low, "high": high, "n": len(deltas)}
 
 
 def _judge_for(model: str):
@@ -315,17 +311,13 @@ def measure_speed_quality(
         entry = {
             "speed": pipes[name].reneg_speed,
             "reward_mean": sum(rows["reward"]) / len(samples),
-            "reward_delta": paired_interval(
-                [a - b for a, b in zip(rows["reward"], off["reward"], strict=True)]
-            ),
+            "reward_delta": paired_delta(rows["reward"], off["reward"]),
             "denoiser_calls": sum(rows["calls"]) / len(samples),
             "denoiser_flops": sum(rows["flops"]) / len(samples),
         }
         entry["denoiser_flops_saved"] = 1 - entry["denoiser_flops"] / report["off"]["denoiser_flops"]
         if judge is not None:
-            entry["judge_delta"] = paired_interval(
-                [a - b for a, b in zip(rows["judge"], off["judge"], strict=True)]
-            )
+            entry["judge_delta"] = paired_delta(rows["judge"], off["judge"])
         report[name] = entry
     if judge is not None:
         report["off"]["judge_mean"] = sum(off["judge"]) / len(samples)
