@@ -166,44 +166,38 @@ TINY_UNET = dict(
 )
 
 
-def build_text_to_video_sd(spec: AdapterSpec):
-    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
-
+def _clip_unet_parts(
+    spec: AdapterSpec, unet_class: type, down_blocks: tuple[str, ...], up_blocks: tuple[str, ...]
+) -> dict[str, object]:
+    """The pipeline keywords every CLIP-text UNet stand-in shares (SD, ZeroScope/ModelScope, AnimateDiff):
+    the text encoder, a tiny `unet_class` with these blocks and the SD VAE, each seeded by its own name."""
     tokenizer, encoder = _clip_parts(spec)
     _seed(spec.name + "/unet")
-    unet = UNet3DConditionModel(
-        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+    unet = unet_class(
+        down_block_types=down_blocks,
+        up_block_types=up_blocks,
         cross_attention_dim=spec.family.width,
         **TINY_UNET,
     )
-    return TextToVideoSDPipeline(
-        vae=_sd_vae(spec.name + "/vae"),
-        text_encoder=encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=_ddim(),
-    )
+    return {"vae": _sd_vae(spec.name + "/vae"), "text_encoder": encoder, "tokenizer": tokenizer, "unet": unet}
+
+
+def build_text_to_video_sd(spec: AdapterSpec):
+    from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
+
+    down, up = ("CrossAttnDownBlock3D", "DownBlock3D"), ("UpBlock3D", "CrossAttnUpBlock3D")
+    return TextToVideoSDPipeline(**_clip_unet_parts(spec, UNet3DConditionModel, down, up), scheduler=_ddim())
 
 
 def build_stable_diffusion(spec: AdapterSpec):
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
-    tokenizer, encoder = _clip_parts(spec)
-    _seed(spec.name + "/unet")
-    unet = UNet2DConditionModel(
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=spec.family.width,
-        **TINY_UNET,
-    )
+    down, up = ("DownBlock2D", "CrossAttnDownBlock2D"), ("CrossAttnUpBlock2D", "UpBlock2D")
+    parts = _clip_unet_parts(spec, UNet2DConditionModel, down, up)
     # SD2.1-768 is v-prediction; SD1.5 predicts epsilon.
     prediction = "v_prediction" if spec.encoder == "openclip-vit-h-14" else "epsilon"
     return StableDiffusionPipeline(
-        vae=_sd_vae(spec.name + "/vae"),
-        text_encoder=encoder,
-        tokenizer=tokenizer,
-        unet=unet,
+        **parts,
         scheduler=_ddim(prediction_type=prediction),
         safety_checker=None,
         feature_extractor=None,
@@ -220,16 +214,9 @@ def build_ltx(spec: AdapterSpec):
     encoder = text_encoder(spec.family, len(tokenizer))
     _seed(spec.name + "/transformer")
     transformer = LTXVideoTransformer3DModel(
-        in_channels=8,
-        out_channels=8,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=4,
-        attention_head_dim=8,
-        cross_attention_dim=32,
-        num_layers=1,
-        caption_channels=spec.family.width,
-    )
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4, attention_head_dim=8,
+        cross_attention_dim=32, num_layers=1, caption_channels=spec.family.width,
+    )  # fmt: skip
     _seed(spec.name + "/vae")
     vae = AutoencoderKLLTXVideo(
         in_channels=3,
@@ -445,17 +432,9 @@ def build_allegro(spec: AdapterSpec):
     tokenizer, encoder = _t5_parts(spec)
     _seed(spec.name + "/transformer")
     transformer = AllegroTransformer3DModel(
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=4,
-        out_channels=4,
-        num_layers=1,
-        cross_attention_dim=24,
-        sample_width=16,
-        sample_height=16,
-        sample_frames=6,
-        caption_channels=spec.family.width,
-    )
+        num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4, num_layers=1,
+        cross_attention_dim=24, sample_width=16, sample_height=16, sample_frames=6, caption_channels=spec.family.width,
+    )  # fmt: skip
     _seed(spec.name + "/vae")
     vae = AutoencoderKLAllegro(
         block_out_channels=(8, 8, 8, 8),  # four levels: the real 8x spatial, 4x temporal compression
@@ -494,19 +473,10 @@ def build_animatediff(spec: AdapterSpec):
     """An SD1.5-style base (CLIP-L text, 2-D UNet) plus a MotionAdapter, as AnimateDiff is shipped."""
     from diffusers import AnimateDiffPipeline, UNet2DConditionModel
 
-    tokenizer, encoder = _clip_parts(spec)
-    _seed(spec.name + "/unet")
-    unet = UNet2DConditionModel(
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=spec.family.width,
-        **TINY_UNET,
-    )
+    down, up = ("CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D")
+    # The pipeline builds its UNetMotionModel from this 2-D UNet and the adapter.
     return AnimateDiffPipeline(
-        vae=_sd_vae(spec.name + "/vae"),
-        text_encoder=encoder,
-        tokenizer=tokenizer,
-        unet=unet,  # the pipeline builds its UNetMotionModel from this UNet and the adapter
+        **_clip_unet_parts(spec, UNet2DConditionModel, down, up),
         motion_adapter=tiny_motion_adapter(spec.name + "/motion"),
         scheduler=_ddim(),
     )
