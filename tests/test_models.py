@@ -232,7 +232,7 @@ def test_a_spec_file_alone_adds_a_t5_model_with_an_unused_token_count(tmp_path, 
 def test_token_declarations_are_checked(edit, word):
     import tomllib
 
-    text = Path(load_spec("tiny-cogvideox-2b").source).read_text().replace(*edit)
+    text = Path(load_spec("cogvideox-2b").source).read_text().replace(*edit)
     with pytest.raises(SpecError, match=word):
         parse_spec(tomllib.loads(text), "x.toml")
 
@@ -240,7 +240,7 @@ def test_token_declarations_are_checked(edit, word):
 def test_clip_specs_still_need_77_tokens():
     import tomllib
 
-    text = Path(load_spec("tiny-zeroscope").source).read_text().replace("tokens = 77", "tokens = 120")
+    text = Path(load_spec("zeroscope").source).read_text().replace("tokens = 77", "tokens = 120")
     with pytest.raises(SpecError, match="exactly 77"):
         parse_spec(tomllib.loads(text), "x.toml")
 

@@ -6,15 +6,25 @@ Adding a model whose encoder family is known takes a spec file, not code: put it
 `RENEG_VIDEO_ADAPTERS` (os.pathsep-separated), in `~/.config/reneg-video/adapters/`, or pass it with
 `--adapter PATH`.
 
+A spec may start from another one and state only what differs: `extends = "<name>"` takes the spec of
+that name (or alias) from the same folders, built-in ones included, then the file's own keys win, tables
+merged key by key (`[defaults]` may change one default). Not inherited: `name`, `aliases` and
+`description`, which say which model the file is. `unset = ["repo_id", ...]` drops inherited keys, as a
+stand-in drops its parent's weights source. Chains are followed; a cycle or an unknown parent is refused,
+naming the file. Every stand-in spec (`tiny-*.toml`) extends its real model this way.
+
 The built-in specs live in the top-level `adapters/` folder, shipped inside the package as
 `reneg_video/specs/`.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -303,15 +313,102 @@ def _build(cls, table: dict, source: str):
         raise SpecError(f"{source}: {exc}") from None
 
 
-def load_spec_file(path: str | os.PathLike[str]) -> AdapterSpec:
-    path = Path(path)
+# Keys `extends` does not pass on: they say which model a file is (an inherited alias would make two
+# specs answer to one name).
+OWN_KEYS = ("name", "aliases", "description")
+
+
+def _read_table(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"{path}: no such adapter spec; pass the path of a .toml spec file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise SpecError(f"{path}: not a readable TOML spec ({exc}); fix the file") from None
-    return parse_spec(data, str(path))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`: tables merged key by key (recursively), any other value replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        both_tables = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both_tables else value
+    return out
+
+
+class _Folders:
+    """The raw tables of every spec file in the spec folders, found by spec name or alias, read once."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.tables = {path: _read_table(path) for path in files}
+        self.by_name: dict[str, list[Path]] = {}
+        for path, table in self.tables.items():
+            aliases = table.get("aliases", [])
+            names = [table.get("name"), *(aliases if isinstance(aliases, list) else [])]
+            for name in names:
+                if isinstance(name, str):
+                    self.by_name.setdefault(name.lower(), []).append(path)
+
+    def names(self) -> list[str]:
+        return sorted({t["name"] for t in self.tables.values() if isinstance(t.get("name"), str)})
+
+    def find(self, name: str, child: Path) -> Path | None:
+        """The file `load_spec(name)` would read (later folders win), other than `child` itself, so that a
+        user spec may extend the built-in spec it overrides."""
+        found = [path for path in self.by_name.get(name.lower(), []) if not _same_file(path, child)]
+        return found[-1] if found else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()  # a spec given by a relative path is still the folder's file
+
+
+def _resolve_table(
+    path: Path, table: dict, folders: Callable[[], _Folders], chain: tuple[Path, ...] = ()
+) -> dict:
+    """The whole table of the spec file `path` (its parsed TOML `table`): with `extends`, the parent's
+    resolved table with this file's keys merged on top (see the module docstring); else `table` itself."""
+    table = copy.deepcopy(table)
+    parent_name = table.pop("extends", None)
+    unset = table.pop("unset", None)
+    if parent_name is None:
+        if unset is not None:
+            raise SpecError(f"{path}: unset without extends; unset drops keys inherited from a parent spec")
+        return table
+    if not isinstance(parent_name, str) or not parent_name:
+        raise SpecError(
+            f'{path}: extends = {parent_name!r}; expected the name of another spec, e.g. "zeroscope"'
+        )
+    known = folders()
+    parent_path = known.find(parent_name, path)
+    if parent_path is None:
+        raise SpecError(
+            f"{path}: extends {parent_name!r}, which is no known spec; expected the name of a built-in or "
+            f"adapter-folder spec: {', '.join(known.names())}"
+        )
+    followed = (*chain, path)
+    seen = [i for i, p in enumerate(followed) if _same_file(p, parent_path)]
+    if seen:
+        loop = " -> ".join(p.name for p in (*followed[seen[0] :], parent_path))
+        raise SpecError(f"{path}: extends {parent_name!r} in a cycle ({loop}); remove one of these extends")
+    parent = _resolve_table(parent_path, known.tables[parent_path], folders, (*chain, path))
+    inherited = {key: value for key, value in parent.items() if key not in OWN_KEYS}
+    if unset is not None:
+        if not isinstance(unset, list) or not all(isinstance(k, str) and k in inherited for k in unset):
+            raise SpecError(
+                f"{path}: unset = {unset!r}; expected a list of keys {parent_name!r} passes on "
+                f"(some of {sorted(inherited)})"
+            )
+        for key in unset:
+            del inherited[key]
+    return _merge(inherited, table)
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> AdapterSpec:
+    """The spec in one .toml file (resolving its `extends` against the spec folders)."""
+    path = Path(path)
+    folders = functools.cache(lambda: _Folders(_spec_files()))  # read only if the file extends another
+    return parse_spec(_resolve_table(path, _read_table(path), folders), str(path))
 
 
 def _spec_files() -> list[Path]:
@@ -329,9 +426,10 @@ def _spec_files() -> list[Path]:
 
 def registry() -> dict[str, AdapterSpec]:
     """Every known spec by name and alias; user specs may override built-in ones."""
+    known = _Folders(_spec_files())
     table: dict[str, AdapterSpec] = {}
-    for path in _spec_files():
-        spec = load_spec_file(path)
+    for path, raw in known.tables.items():
+        spec = parse_spec(_resolve_table(path, raw, lambda: known), str(path))
         for key in (spec.name, *spec.aliases):
             table[key.lower()] = spec
     return table
