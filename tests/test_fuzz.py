@@ -489,7 +489,7 @@ def test_hostile_builtins_are_named_in_the_refusal(tmp_path):
 
 # --- adapter specs ------------------------------------------------------------------------------------------
 
-SPEC_SEEDS = [p.read_bytes() for p in sorted((REPO / "adapters").glob("*.toml"))]
+SPEC_SEEDS = [p.read_bytes() for p in sorted((REPO / "reneg_video" / "specs").glob("*.toml"))]
 
 
 def check_spec(spec: AdapterSpec) -> None:
@@ -598,7 +598,7 @@ def test_fuzz_spec_values(tmp_path):
 )
 def test_spec_with_wrong_types_is_a_spec_error(tmp_path, model, edit):
     """Regression (found by the fuzzer): wrong-typed values crashed with TypeError/ZeroDivisionError."""
-    text = (REPO / "adapters" / f"{model}.toml").read_text()
+    text = (REPO / "reneg_video" / "specs" / f"{model}.toml").read_text()
     assert edit[0] in text
     path = tmp_path / "s.toml"
     path.write_text(text.replace(edit[0], edit[1], 1))

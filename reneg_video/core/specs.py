@@ -13,8 +13,8 @@ merged key by key (`[defaults]` may change one default). Not inherited: `name`, 
 stand-in drops its parent's weights source. Chains are followed; a cycle or an unknown parent is refused,
 naming the file. Every stand-in spec (`tiny-*.toml`) extends its real model this way.
 
-The built-in specs live in the top-level `adapters/` folder, shipped inside the package as
-`reneg_video/specs/`.
+The built-in specs live in `reneg_video/specs/`, package data of the package itself (as open_clip keeps
+its `model_configs/`), so a wheel and an editable install find them alike.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def parse_spec(data: dict, source: str) -> AdapterSpec:
         rules = _build(Rules, data.pop("rules"), f"{source} [rules]")
     except KeyError as exc:
         raise SpecError(
-            f"{source}: missing table [{exc.args[0]}]; see adapters/zeroscope.toml for the layout"
+            f"{source}: missing table [{exc.args[0]}]; see reneg_video/specs/zeroscope.toml for the layout"
         ) from None
     schedule = data.pop("guidance_schedule", None)
     if schedule is not None:
