@@ -118,6 +118,32 @@ def test_callers_own_negative_wins_and_detach_restores(pipelines, sd21_file):
     assert not torch.equal(seen[0]["encoder_hidden_states"][0], seen[1]["encoder_hidden_states"][0])
 
 
+def test_attached_replaces_the_embedding_for_its_block_and_restores_the_one_in_place(pipelines, sd21_file):
+    from reneg_video.core.embedding import NegativeEmbedding
+    from reneg_video.core.inject import attached
+
+    pipe = pipelines("tiny-zeroscope")
+    neg = load_embedding(sd21_file)
+    other = NegativeEmbedding(neg.tensor * 0.5, None, neg.family, "half")
+    attach(pipe, neg)
+    wrapper = pipe.encode_prompt
+    seen, handle = _capture(pipe.unet)
+    kwargs = dict(
+        prompt="a corgi", num_frames=2, height=32, width=32, num_inference_steps=1, output_type="np"
+    )
+    try:
+        with attached(pipe, other, pipe.reneg_spec):
+            assert pipe.reneg_negative is other
+            pipe(**kwargs)
+        assert pipe.encode_prompt is wrapper and pipe.reneg_negative is neg  # restored, not attached again
+        pipe(**kwargs)
+    finally:
+        handle.remove()
+        detach(pipe)
+    assert torch.equal(seen[0]["encoder_hidden_states"][0], other.tensor[0])
+    assert torch.equal(seen[1]["encoder_hidden_states"][0], neg.tensor[0])
+
+
 def test_wrong_family_is_refused_naming_both_widths(pipelines, sd15_file):
     with pytest.raises(EncoderMismatchError) as info:
         attach(pipelines("tiny-zeroscope"), load_embedding(sd15_file))

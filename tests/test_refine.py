@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reneg_video import UsageError, load_embedding
+from reneg_video.core.embedding import NegativeEmbedding
 from reneg_video.models.generate import settings_for
 from reneg_video.training.refine import NEG_PATIENCE, optimize_negative, optimize_noise
 
@@ -35,6 +36,9 @@ def test_optimize_negative_keeps_the_best_iterate(pipelines, sd21_file):
     neg = load_embedding(sd21_file)
     out = optimize_negative(pipe, spec, neg, "a cat", settings, Brightness(), steps=6)
     assert out.best.shape == neg.tensor.shape
+    # The best iterate comes back as an embedding of the start's family, ready to inject.
+    assert isinstance(out.embedding, NegativeEmbedding) and out.embedding.tensor is out.best
+    assert out.embedding.family == neg.family and out.embedding.source == neg.source + "+refined"
     assert out.best_reward == max(out.history)
     assert 2 <= len(out.history) <= 7
     if out.best_reward > out.history[0]:
@@ -89,8 +93,10 @@ def _video_record(tmp_path, name: str, sd21_file, *extra: str) -> dict:
     return json.loads(out.with_suffix(".json").read_text())["videos"][0]
 
 
-def test_refinement_selects_on_the_video_it_renders(tmp_path, sd21_file):
+def test_refinement_selects_on_the_video_it_renders(tmp_path, sd21_file, monkeypatch):
     """The reward refinement reports for its chosen iterate is the reward of the video written (seed 1)."""
+    from reneg_video.core import inject
+
     plain = _video_record(tmp_path, "plain", sd21_file, "--best-of", "1")
     neg = _video_record(tmp_path, "neg", sd21_file, "--optimize-neg", "3")
     history = neg["optimize_neg"]["rewards"]
@@ -98,7 +104,13 @@ def test_refinement_selects_on_the_video_it_renders(tmp_path, sd21_file):
     assert history[0] == pytest.approx(plain["objective"], abs=1e-4)
     assert neg["objective"] == pytest.approx(neg["optimize_neg"]["best"], abs=1e-4)
     assert neg["objective"] >= plain["objective"] - 1e-4
+    matched = []  # each time an embedding is matched to the model: to inject it, then per refined seed
+    negative_rows = inject.negative_rows
+    monkeypatch.setattr(
+        inject, "negative_rows", lambda *a, **k: matched.append(a[1].source) or negative_rows(*a, **k)
+    )
     both = _video_record(tmp_path, "both", sd21_file, "--optimize-neg", "3", "--optimize-noise", "2")
+    assert matched == ["sd2.1_reneg_emb.bin", "sd2.1_reneg_emb.bin+refined"]  # not the global one again
     # The noise is optimised against the refined embedding, the one the video is rendered with.
     assert both["optimize_noise"]["rewards"][0] == pytest.approx(both["optimize_neg"]["best"], abs=1e-4)
     assert both["objective"] == pytest.approx(both["optimize_noise"]["best"], abs=1e-4)

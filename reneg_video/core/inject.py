@@ -1,9 +1,13 @@
 """Step 4 of a call: inject a negative embedding into a pipeline's negative CFG branch.
 
-`attach(pipe, neg)` checks the embedding against the pipeline's real text encoder, matches its tokens
-(and mask) to the model, and wraps the pipeline's `encode_prompt` so that every call without a negative
-of its own gets the embedding as `negative_prompt_embeds` (plus `negative_prompt_attention_mask` for
-masked families). The pipeline itself is unchanged otherwise: its own checks, batching and CFG run.
+`attach(pipe, neg)` checks the embedding against the model (`check_embedding`) and injects it: it
+matches the embedding's tokens (and mask) to the model and wraps the pipeline's `encode_prompt` so that
+every call without a negative of its own gets the embedding as `negative_prompt_embeds` (plus
+`negative_prompt_attention_mask` for masked families). The pipeline itself is unchanged otherwise: its
+own checks, batching and CFG run.
+
+The embedding is checked once, where it enters: `attach` for a Python caller; the commands run
+`check_embedding` before any model loads and then call `inject` (and `attached`), which trust it.
 
 Shape legend: B prompts, N videos per prompt, T tokens, D width.
 """
@@ -87,6 +91,13 @@ def check_negative_branch(spec: AdapterSpec) -> None:
         )
 
 
+def check_embedding(neg: NegativeEmbedding, spec: AdapterSpec) -> None:
+    """Refuse `neg` where `spec`'s model cannot use it. Most specific first: an embedding of another
+    text-encoder space names both spaces (EncoderMismatchError); a model without a negative branch says so."""
+    check_family(neg.family, spec.family, spec.name, neg.source)
+    check_negative_branch(spec)
+
+
 def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None, *, fill: str | None = None):
     """Use `neg` on the negative branch of CFG in every later `pipe(...)` call that passes no negative.
 
@@ -99,14 +110,19 @@ def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None, *, fil
         raise SpecError(
             "attach: this pipeline has no adapter spec; load it with reneg_video.load_pipeline or pass spec="
         )
-    check_negative_branch(spec)
+    check_embedding(neg, spec)
+    return inject(pipe, neg, spec, fill=fill)
+
+
+def inject(pipe, neg: NegativeEmbedding, spec: AdapterSpec, *, fill: str | None = None):
+    """`attach` for an embedding already checked against `spec` (`check_embedding`, at the caller's
+    boundary). What is checked here is the pipeline: its text encoder must be the one the spec names."""
     width = _text_width(pipe)
     if width is not None and width != spec.family.width:
         raise EncoderMismatchError(
             f"{spec.name}: the pipeline's text encoder has width {width} but its spec says {spec.encoder} "
             f"({spec.family.width}); fix the spec"
         )
-    check_family(neg.family, spec.family, spec.name, neg.source)
     tensor, mask = negative_rows(pipe, neg, spec, fill)
     if not spec.mask:
         mask = None  # the pipeline takes no mask: unmasked strategies already filled every row
@@ -153,6 +169,19 @@ def detached(pipe) -> Iterator[None]:
     finally:
         if saved is not None:
             pipe.encode_prompt = saved
+
+
+@contextlib.contextmanager
+def attached(pipe, neg: NegativeEmbedding, spec: AdapterSpec) -> Iterator[None]:
+    """Temporarily `inject` `neg` (checked, e.g. a per-sample refinement of a checked embedding); on exit the
+    pipeline is as it was, its previous embedding in place without being matched to the model again."""
+    saved = {key: pipe.__dict__[key] for key in ("encode_prompt", "reneg_negative") if key in pipe.__dict__}
+    inject(pipe, neg, spec)
+    try:
+        yield
+    finally:
+        detach(pipe)
+        pipe.__dict__.update(saved)
 
 
 def negative_reaching_denoiser(pipe) -> torch.Tensor | None:

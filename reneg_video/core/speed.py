@@ -19,17 +19,20 @@ lacks ("unsupported: ..."), so that the CLI's log line and `--json` show what is
   144 s here for a 0.78x call time (docs/benchmarks.md), which one CLI run never pays back.
 
 `off` changes nothing. The step count a preset asks for is in the settings (`steps_scale`); callers apply it
-with `scaled_steps`.
+with `settings_at_speed` (or `scaled_steps` for a bare count).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import sys
+from dataclasses import replace
+from typing import Any, TextIO
 
 from .errors import UsageError
 from .memory import denoiser_of
+from .settings import Settings
 
 SPEED_PRESETS = ("off", "fast", "fastest")
 SPEED_HELP = {
@@ -63,6 +66,14 @@ def scaled_steps(steps: int, settings: dict[str, Any] | None) -> int:
     """The step count to run under the applied preset: `steps` x `steps_scale`, rounded up, at least 1."""
     scale = (settings or {}).get("steps_scale", 1.0)
     return max(1, math.ceil(steps * scale))
+
+
+def settings_at_speed(settings: Settings, speed: dict[str, Any], stream: TextIO | None = None) -> Settings:
+    """`settings` at the step count the applied preset `speed` (a `pipe.reneg_speed`) runs, logged as one line
+    with the preset on `stream` (default stderr, the CLIs' log): `speed: preset=fast ... steps=8->4`."""
+    steps = scaled_steps(settings.steps, speed)
+    print(f"speed: {describe_speed(speed)} steps={settings.steps}->{steps}", file=stream or sys.stderr)
+    return replace(settings, steps=steps)
 
 
 def _blocks(denoiser) -> int:

@@ -2,7 +2,7 @@
 
 - `optimize_negative`: start from the global embedding and take a few reward-gradient steps for one
   prompt and seed (ReNeg's second strategy: <= 10 steps, patience 3), keeping the best iterate as
-  judged by the reward of the full sample.
+  judged by the reward of the full sample; it comes back as a `NegativeEmbedding`, ready to inject.
 - `optimize_noise`: optimise the initial noise against a reward (ReNO, arXiv 2406.04312): SGD with
   Nesterov momentum, gradient clipping, a regulariser keeping the noise norm likely under N(0, I), and
   best-iterate selection. Backpropagates through the whole sampling chain: use few steps.
@@ -54,6 +54,14 @@ class Refined:
     noise: torch.Tensor | None = None
 
 
+@dataclass
+class RefinedNegative(Refined):
+    """`optimize_negative`'s result: `embedding` is the best iterate as a `NegativeEmbedding` (the model's
+    token count, the start's mask and family), to render with `noise`; `best` is its tensor."""
+
+    embedding: NegativeEmbedding = field(kw_only=True)
+
+
 def backbone_for(pipe, spec, settings: Settings) -> Backbone:
     if spec.pipeline not in REFINABLE_PIPELINES:
         raise UsageError(
@@ -93,8 +101,8 @@ def optimize_negative(
     reward,
     steps: int = NEG_MAX_STEPS,
     noise: torch.Tensor | None = None,
-) -> Refined:
-    """Refine `neg` for one prompt and seed; return the best iterate (the start counts).
+) -> RefinedNegative:
+    """Refine `neg` for one prompt and seed; return the best iterate (the start counts) as an embedding.
 
     Every iterate is judged by the reward of the full sample from `noise` (default: the noise of
     `settings.seed` that `reneg-video` renders); each gradient step is taken k ~ U[0, 10] steps before the
@@ -139,8 +147,11 @@ def optimize_negative(
             stale += 1
             if stale >= NEG_PATIENCE:
                 break
-    best.best = best.best.cpu()
-    return best
+    tensor = best.best.cpu()
+    refined = NegativeEmbedding(
+        tensor, None if mask is None else mask.cpu(), neg.family, neg.source + "+refined"
+    )
+    return RefinedNegative(tensor, best.best_reward, best.history, best.noise, embedding=refined)
 
 
 def _chi_nll(z: torch.Tensor) -> torch.Tensor:
