@@ -1,4 +1,4 @@
-"""The package's imports point one way: core <- models <- rewards <- training <- commands <- bench.
+"""The package's imports point one way: core <- models <- rewards <- training <- render <- commands <- bench.
 
 Every import counts, also those inside functions and under TYPE_CHECKING: a lazy import still ties the
 modules together. No module may import a layer above its own, nothing but a command (or the benchmarks)
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "reneg_video"
-LAYERS = ("core", "models", "rewards", "training", "commands", "bench")
+LAYERS = ("core", "models", "rewards", "training", "render", "commands", "bench")
 # The package's own __init__ is the public API (it re-exports core, models and rewards); __main__ is the
 # `python -m reneg_video` entry point, i.e. a command.
 TOP_LEVEL = {"reneg_video": "training", "reneg_video.__main__": "commands"}
