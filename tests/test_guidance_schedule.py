@@ -52,8 +52,8 @@ def test_a_step_takes_the_first_threshold_at_or_below_its_timestep(t, scale):
 
 
 def _spec_with(tmp_path: Path, table: str, extra: str = "") -> Path:
-    text = Path(load_spec("tiny-ltx-video-0.9.7").source).read_text()
-    text = text[: text.index("[guidance_schedule]")] + table
+    text = Path(load_spec("ltx-video-0.9.7").source).read_text()  # the stand-in inherits this table
+    text = text[: text.index("\n[guidance_schedule]") + 1] + table
     path = tmp_path / "bad.toml"
     path.write_text(text.replace('kind = "video"', f'kind = "video"\n{extra}'))
     return path
