@@ -91,10 +91,11 @@ def check_negative_branch(spec: AdapterSpec) -> None:
         )
 
 
-def check_embedding(neg: NegativeEmbedding, spec: AdapterSpec) -> None:
+def check_embedding(neg: NegativeEmbedding, spec: AdapterSpec, name: str | None = None) -> None:
     """Refuse `neg` where `spec`'s model cannot use it. Most specific first: an embedding of another
-    text-encoder space names both spaces (EncoderMismatchError); a model without a negative branch says so."""
-    check_family(neg.family, spec.family, spec.name, neg.source)
+    text-encoder space names both spaces (EncoderMismatchError); a model without a negative branch says so.
+    The message names the embedding `name` (a command passes the path given), else its source."""
+    check_family(neg.family, spec.family, spec.name, name or neg.source)
     check_negative_branch(spec)
 
 

@@ -117,7 +117,7 @@ def _negative(args, spec, settings):
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
-        check_embedding(neg, spec)
+        check_embedding(neg, spec, str(args.neg))
     if args.neg or negative_prompt:
         require_cfg(settings, "--neg" if args.neg else "--negative-prompt")
     return neg, negative_prompt
