@@ -89,7 +89,7 @@ def test_validate_resolves_model_dir_like_the_video_cli(hub, offline, tmp_path, 
     offline(tmp_path / "empty-cache")
     seen = {}
     monkeypatch.setattr(
-        validate_cli, "_validate", lambda procs, spec, folder, *a: seen.update(folder=folder) or {}
+        "reneg_video.render.validate.run_validation", lambda procs, job: seen.update(folder=job.weights) or {}
     )
     prompts = tmp_path / "p.txt"
     prompts.write_text("a cat\n")

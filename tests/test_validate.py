@@ -81,7 +81,7 @@ def _pixels_near(png, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
 def test_paired_difference_plot_shows_in_headless_chromium(report_dir, tmp_path):
     """Opened from disk, the page shows the plot: its colour covers many pixels of the screenshot, and
     does not where the same page has the plot's <img> pointing nowhere (same layout, no plot)."""
-    from reneg_video.commands.validate import DIFF_COLOR
+    from reneg_video.render.report import DIFF_COLOR
 
     from .browser import screenshot
 

@@ -11,27 +11,19 @@ side by side, per-frame curves as PNG), the videos.
 The (prompt, seed, arm) items are shared out over the processes of `accelerate launch` (`core.shard`);
 each finished item is written atomically, the main process merges, and `--resume` completes a run that
 was interrupted. Every item's noise comes from its seed, so 1 and n processes give the same report.
+This module checks the options; `render.validate` renders and merges, `render.report` writes the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..core.errors import ReNegError, UsageError
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, baseline_negative
-from ..rewards.frames import frame_scores
 from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
-
-ARMS = ("null", "handcrafted", "reneg")
-BASELINES = ("null", "handcrafted")
-# Colour of the paired-difference plot's marks (matplotlib's tab:purple), named so a test can find them.
-DIFF_COLOR = "#9467bd"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> dict | None:
     """Validate; returns the report in the main process, None in the others."""
     from ..core.embedding import load_embedding
-    from ..core.encoders import check_family
+    from ..core.inject import check_embedding
     from ..core.shard import check_run_folder
     from ..core.speed import check_speed
     from ..models.generate import require_cfg, settings_for
@@ -126,7 +118,7 @@ def run(argv: list[str] | None = None) -> dict | None:
     )  # fmt: skip
     require_cfg(settings, "--neg")  # every arm would be the same video
     neg = load_embedding(args.neg)
-    check_family(neg.family, spec.family, spec.name, args.neg)
+    check_embedding(neg, spec, args.neg)  # the one check it gets: the rendering trusts it
     handcrafted = baseline_negative(args.negative_prompt, spec.defaults.negative_prompt)
     out = Path(args.out)
     manifest = {
@@ -144,267 +136,16 @@ def run(argv: list[str] | None = None) -> dict | None:
     resolve_dtype(args.dtype, spec, resolve_device(device))  # refuse bad values before any process group
     _, folder = resolve_model(args.model, args.model_path)  # refuses missing weights before any work
     from ..core.shard import Processes
+    from ..render.validate import ValidationJob, run_validation
 
+    job = ValidationJob(
+        spec=spec, model=args.model, model_path=args.model_path, weights=folder, device=device,
+        dtype=args.dtype, speed=args.speed, neg=neg, handcrafted=handcrafted, prompts=prompts,
+        seeds=args.seeds, reward=args.reward, settings=settings, out=out, resume=args.resume,
+        manifest=manifest,
+    )  # fmt: skip
     with Processes(cpu=args.cpu) as procs:
-        return _validate(
-            procs, spec, folder, device, neg, handcrafted, prompts, settings, args, out, manifest
-        )
-
-
-def _item_key(p_index: int, seed: int, arm: str) -> str:
-    return f"p{p_index:03d}-s{seed}-{arm}"
-
-
-def _validate(procs, spec, folder, device, neg, handcrafted, prompts, settings, args, out: Path, manifest):
-    from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    from ..core.export import export_video
-    from ..core.inject import attach, detached
-    from ..core.shard import ItemStore, start_run_folder
-    from ..models.generate import generate
-    from ..models.pipeline import load_pipeline, resolve_device, resolve_dtype
-    from ..rewards import load_reward_spec
-
-    if device == "auto" and procs.count > 1:
-        device = str(procs.device)  # one GPU per process under accelerate launch
-    device = resolve_device(device)
-    dtype = resolve_dtype(args.dtype, spec, device)
-    procs.barrier()  # every process has checked --out before the main process creates it
-    if procs.is_main:
-        if spec.standin:
-            print(
-                f"note: {spec.name} is a stand-in with random weights: the report is noise", file=sys.stderr
-            )
-        if not args.resume:
-            start_run_folder(out, manifest)
-        (out / "videos").mkdir(exist_ok=True)
-        (out / "curves").mkdir(exist_ok=True)
-    procs.barrier()
-    store = ItemStore(out)
-    items = [(p, seed, arm) for p in range(len(prompts)) for seed in range(args.seeds) for arm in ARMS]
-    todo = procs.mine([item for item in items if not store.done(_item_key(*item))])
-    if todo:
-        from ..core.speed import describe_speed, scaled_steps
-
-        pipe = load_pipeline(
-            args.model, device, dtype, model_path=args.model_path, adapter=spec.source, speed=args.speed
-        )
-        steps = scaled_steps(settings.steps, pipe.reneg_speed)
-        print(f"speed: {describe_speed(pipe.reneg_speed)} steps={settings.steps}->{steps}", file=sys.stderr)
-        settings = replace(settings, steps=steps)
-        pipe.set_progress_bar_config(disable=True)
-        attach(pipe, neg, spec)
-        reward = load_reward_spec(args.reward, device=device)
-        bar = tqdm(total=len(todo), desc=f"reneg-validate [{procs.index}]", dynamic_ncols=True)
-        for p_index, seed, arm in todo:
-            prompt, seeded = prompts[p_index], replace(settings, seed=seed)
-            if arm == "reneg":
-                frames = generate(pipe, spec, prompt, seeded)
-            else:
-                with detached(pipe):
-                    frames = generate(
-                        pipe, spec, prompt, seeded, handcrafted if arm == "handcrafted" else None
-                    )
-            key = _item_key(p_index, seed, arm)
-            export_video(frames, out / "videos" / f"{key}.mp4", settings.fps)
-            scores = frame_scores(reward, frames, prompt)
-            record = {"video": f"videos/{key}.mp4", "frames": scores, "mean": float(np.mean(scores))}
-            # Last: the item counts as done from here. The speed preset's settings travel with each item, so
-            # the merge reports them even when the main process rendered nothing (a resumed run).
-            item = {"reward": reward.name, "speed": pipe.reneg_speed, "steps": steps, **record}
-            store.write(key, item)
-            bar.update(1)
-        bar.close()
-    procs.barrier()
-    if not procs.is_main:
-        return None
-    return _merge(spec, neg, handcrafted, settings, args, prompts, store, out)
-
-
-def _merge(spec, neg, handcrafted, settings, args, prompts, store, out: Path) -> dict:
-    """The main process: every item read back, the statistics, the curves and plot, then the report."""
-    from dataclasses import replace
-
-    from ..core.atomic import atomic_path
-
-    rows, reward_name = [], None
-    for p_index, prompt in enumerate(prompts):
-        row = {"prompt": prompt, "seeds": []}
-        for seed in range(args.seeds):
-            entry = {"seed": seed, "videos": {}, "frames": {}, "mean": {}}
-            for arm in ARMS:
-                item = store.read(_item_key(p_index, seed, arm))
-                reward_name = item["reward"]
-                entry["videos"][arm], entry["frames"][arm], entry["mean"][arm] = (
-                    item["video"],
-                    item["frames"],
-                    item["mean"],
-                )
-            entry["curve"] = _plot_curve(
-                out / f"curves/p{p_index:03d}-s{seed}.png", entry["frames"], reward_name
-            )
-            row["seeds"].append(entry)
-        row["mean"] = {arm: float(np.mean([e["mean"][arm] for e in row["seeds"]])) for arm in ARMS}
-        rows.append(row)
-    first = store.read(_item_key(0, 0, ARMS[0]))
-    settings = replace(settings, steps=first.get("steps", settings.steps))  # as the speed preset ran it
-    report = _summary(spec, neg, reward_name, handcrafted, settings, args, rows)
-    report["speed"] = first.get("speed")
-    report["paired_plot"] = _plot_differences(out / "paired_differences.png", report, rows, reward_name)
-    with atomic_path(out / "index.html") as tmp:
-        tmp.write_text(_html(report))
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def _grids(rows) -> dict[str, np.ndarray]:
-    """Per arm the [prompts, seeds] grid of video scores."""
-    return {arm: np.array([[e["mean"][arm] for e in row["seeds"]] for row in rows]) for arm in ARMS}
-
-
-def _summary(spec, neg, reward_name, handcrafted, settings, args, rows) -> dict:
-    from ..core import stats
-
-    grids = _grids(rows)
-    arms = {arm: stats.mean_ci(grid) for arm, grid in grids.items()}
-    differences = {f"reneg_minus_{b}": stats.mean_ci(grids["reneg"] - grids[b]) for b in BASELINES}
-    wins = {f"reneg_vs_{b}": stats.win_rate(grids["reneg"], grids[b]) for b in BASELINES}
-    verdicts = {
-        b: stats.verdict("ReNeg", b, wins[f"reneg_vs_{b}"], differences[f"reneg_minus_{b}"], reward_name)
-        for b in BASELINES
-    }
-    return {
-        "model": spec.name,
-        "standin": spec.standin,
-        "note": "stand-in with random weights: these numbers are noise" if spec.standin else None,
-        "embedding": {"source": neg.source, "sha256": neg.sha256, "family": neg.family.name},
-        "reward": reward_name,
-        "handcrafted_negative": handcrafted,
-        "seeds": args.seeds,
-        "settings": settings.as_dict(),
-        "n": {"prompts": len(rows), "seeds": args.seeds, "videos": len(rows) * args.seeds * len(ARMS)},
-        "mean_reward": {arm: v["mean"] for arm, v in arms.items()},
-        "arms": arms,
-        "paired_difference": differences,
-        "win_rate": wins,
-        "verdict": verdicts,
-        "interval": f"{stats.LEVEL:.0%}: nested bootstrap over prompts then seeds "
-        f"({stats.BOOTSTRAP_RESAMPLES} resamples, seed 0) for means; Wilson score for win rates",
-        "prompts": rows,
-    }
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot_curve(path: Path, frames: dict[str, list[float]], reward_name: str) -> str:
-    from ..core.atomic import atomic_path
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4, 2.4), dpi=100)
-    for arm, scores in frames.items():
-        ax.plot(range(len(scores)), scores, marker="o", markersize=3, label=arm)
-    ax.set_xlabel("frame")
-    ax.set_ylabel(reward_name)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return f"{path.parent.name}/{path.name}"
-
-
-def _plot_differences(path: Path, report: dict, rows, reward_name: str) -> str:
-    """Per baseline: each prompt's ReNeg-minus-baseline difference (mean over seeds, seeds as small dots),
-    and the overall mean with its interval; the zero line marks no difference."""
-    from ..core.atomic import atomic_path
-
-    plt = _pyplot()
-    grids = _grids(rows)
-    fig, axes = plt.subplots(1, len(BASELINES), figsize=(8, 3), dpi=100, sharey=True, squeeze=False)
-    for ax, base in zip(axes[0], BASELINES, strict=True):
-        diff = grids["reneg"] - grids[base]  # [prompts, seeds]
-        x = np.arange(len(rows))
-        for s in range(diff.shape[1]):
-            ax.scatter(x, diff[:, s], s=8, color=DIFF_COLOR, alpha=0.35, linewidths=0)
-        ax.scatter(x, diff.mean(axis=1), s=40, color=DIFF_COLOR, label="prompt (mean over seeds)")
-        ci = report["paired_difference"][f"reneg_minus_{base}"]
-        ax.axhspan(
-            ci["low"], ci["high"], color=DIFF_COLOR, alpha=0.25, label=f"mean, {ci['level']:.0%} interval"
-        )
-        ax.axhline(ci["mean"], color=DIFF_COLOR, linewidth=2)
-        ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_title(f"ReNeg - {base}", fontsize=9)
-        ax.set_xlabel("prompt")
-        ax.set_xticks(x)
-    axes[0][0].set_ylabel(f"{reward_name} difference")
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path.name
-
-
-def _interval(v: dict) -> str:
-    return f"[{v['low']:.4g}, {v['high']:.4g}]"
-
-
-def _html(report: dict) -> str:
-    e = html.escape
-    n = report["n"]
-    lines = [
-        "<!doctype html><meta charset='utf-8'><title>reneg-validate report</title>",
-        "<style>body{font-family:sans-serif;margin:1em}video{width:32%}td,th{padding:2px 8px}</style>",
-        f"<h1>ReNeg validation: {e(report['model'])}</h1>",
-    ]
-    if report["note"]:
-        lines.append(f"<p><b>{e(report['note'])}</b></p>")
-    lines.append(
-        f"<p>embedding {e(report['embedding']['source'])}, reward {e(report['reward'])}, "
-        f"n = {n['prompts']} prompts x {n['seeds']} seeds x 3 arms = {n['videos']} videos</p>"
-    )
-    lines += [f"<p class='verdict'><b>{e(text)}</b></p>" for text in report["verdict"].values()]
-    lines.append("<table><tr><th>arm</th><th>mean reward</th><th>95% interval</th></tr>")
-    lines += [
-        f"<tr><td>{arm}</td><td>{v['mean']:.4f}</td><td>{_interval(v)}</td></tr>"
-        for arm, v in report["arms"].items()
-    ]
-    lines.append("</table><table><tr><th>paired difference</th><th>mean</th><th>95% interval</th></tr>")
-    lines += [
-        f"<tr><td>{k}</td><td>{v['mean']:+.4g}</td><td>{_interval(v)}</td></tr>"
-        for k, v in report["paired_difference"].items()
-    ]
-    lines.append("</table><table><tr><th>comparison</th><th>won / tied / lost</th><th>win rate</th>"
-                 "<th>95% interval (Wilson)</th></tr>")  # fmt: skip
-    lines += [
-        f"<tr><td>{k}</td><td>{v['wins']} / {v['ties']} / {v['losses']}</td><td>{v['rate']:.2f}</td>"
-        f"<td>[{v['low']:.2f}, {v['high']:.2f}]</td></tr>"
-        for k, v in report["win_rate"].items()
-    ]
-    lines.append(f"</table><p><small>{e(report['interval'])}</small></p>")
-    lines.append(
-        f"<img id='paired-differences' src='{report['paired_plot']}' width='800' height='300' "
-        "alt='paired differences, ReNeg minus each baseline, per prompt'>"
-    )
-    lines.append("<p>left to right: null text | handcrafted negative | ReNeg</p>")
-    for row in report["prompts"]:
-        lines.append(f"<h3>{e(row['prompt'])}</h3>")
-        for entry in row["seeds"]:
-            means = ", ".join(f"{a} {entry['mean'][a]:.3f}" for a in ARMS)
-            lines.append(f"<p>seed {entry['seed']}: {means}</p><div>")
-            lines += [f"<video src='{entry['videos'][a]}' controls loop muted></video>" for a in ARMS]
-            lines.append(f"</div><img src='{entry['curve']}' alt='per-frame rewards'>")
-    return "\n".join(lines) + "\n"
+        return run_validation(procs, job)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,165 @@
+"""The report of `reneg-validate`: statistics per arm and paired (`core.stats`), the plots, the HTML page.
+
+Rows are per prompt: {"prompt", "seeds": [{"seed", "videos", "frames", "mean", "curve"} per seed], "mean"},
+each dict keyed by arm. Written by `render.validate` once every item is done.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+
+ARMS = ("null", "handcrafted", "reneg")
+BASELINES = ("null", "handcrafted")
+# Colour of the paired-difference plot's marks (matplotlib's tab:purple), named so a test can find them.
+DIFF_COLOR = "#9467bd"
+
+
+def _grids(rows) -> dict[str, np.ndarray]:
+    """Per arm the [prompts, seeds] grid of video scores."""
+    return {arm: np.array([[e["mean"][arm] for e in row["seeds"]] for row in rows]) for arm in ARMS}
+
+
+def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int, rows: list[dict]) -> dict:
+    """The report's figures: per arm, paired ReNeg minus each baseline, win rates and verdicts."""
+    from ..core import stats
+
+    grids = _grids(rows)
+    arms = {arm: stats.mean_ci(grid) for arm, grid in grids.items()}
+    differences = {f"reneg_minus_{b}": stats.mean_ci(grids["reneg"] - grids[b]) for b in BASELINES}
+    wins = {f"reneg_vs_{b}": stats.win_rate(grids["reneg"], grids[b]) for b in BASELINES}
+    verdicts = {
+        b: stats.verdict("ReNeg", b, wins[f"reneg_vs_{b}"], differences[f"reneg_minus_{b}"], reward_name)
+        for b in BASELINES
+    }
+    return {
+        "model": spec.name,
+        "standin": spec.standin,
+        "note": "stand-in with random weights: these numbers are noise" if spec.standin else None,
+        "embedding": {"source": neg.source, "sha256": neg.sha256, "family": neg.family.name},
+        "reward": reward_name,
+        "handcrafted_negative": handcrafted,
+        "seeds": seeds,
+        "settings": settings.as_dict(),
+        "n": {"prompts": len(rows), "seeds": seeds, "videos": len(rows) * seeds * len(ARMS)},
+        "mean_reward": {arm: v["mean"] for arm, v in arms.items()},
+        "arms": arms,
+        "paired_difference": differences,
+        "win_rate": wins,
+        "verdict": verdicts,
+        "interval": f"{stats.LEVEL:.0%}: nested bootstrap over prompts then seeds "
+        f"({stats.BOOTSTRAP_RESAMPLES} resamples, seed 0) for means; Wilson score for win rates",
+        "prompts": rows,
+    }
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curve(path: Path, frames: dict[str, list[float]], reward_name: str) -> str:
+    from ..core.atomic import atomic_path
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 2.4), dpi=100)
+    for arm, scores in frames.items():
+        ax.plot(range(len(scores)), scores, marker="o", markersize=3, label=arm)
+    ax.set_xlabel("frame")
+    ax.set_ylabel(reward_name)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return f"{path.parent.name}/{path.name}"
+
+
+def plot_differences(path: Path, report: dict, rows, reward_name: str) -> str:
+    """Per baseline: each prompt's ReNeg-minus-baseline difference (mean over seeds, seeds as small dots),
+    and the overall mean with its interval; the zero line marks no difference."""
+    from ..core.atomic import atomic_path
+
+    plt = _pyplot()
+    grids = _grids(rows)
+    fig, axes = plt.subplots(1, len(BASELINES), figsize=(8, 3), dpi=100, sharey=True, squeeze=False)
+    for ax, base in zip(axes[0], BASELINES, strict=True):
+        diff = grids["reneg"] - grids[base]  # [prompts, seeds]
+        x = np.arange(len(rows))
+        for s in range(diff.shape[1]):
+            ax.scatter(x, diff[:, s], s=8, color=DIFF_COLOR, alpha=0.35, linewidths=0)
+        ax.scatter(x, diff.mean(axis=1), s=40, color=DIFF_COLOR, label="prompt (mean over seeds)")
+        ci = report["paired_difference"][f"reneg_minus_{base}"]
+        ax.axhspan(
+            ci["low"], ci["high"], color=DIFF_COLOR, alpha=0.25, label=f"mean, {ci['level']:.0%} interval"
+        )
+        ax.axhline(ci["mean"], color=DIFF_COLOR, linewidth=2)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_title(f"ReNeg - {base}", fontsize=9)
+        ax.set_xlabel("prompt")
+        ax.set_xticks(x)
+    axes[0][0].set_ylabel(f"{reward_name} difference")
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path.name
+
+
+def _interval(v: dict) -> str:
+    return f"[{v['low']:.4g}, {v['high']:.4g}]"
+
+
+def html_page(report: dict) -> str:
+    e = html.escape
+    n = report["n"]
+    lines = [
+        "<!doctype html><meta charset='utf-8'><title>reneg-validate report</title>",
+        "<style>body{font-family:sans-serif;margin:1em}video{width:32%}td,th{padding:2px 8px}</style>",
+        f"<h1>ReNeg validation: {e(report['model'])}</h1>",
+    ]
+    if report["note"]:
+        lines.append(f"<p><b>{e(report['note'])}</b></p>")
+    lines.append(
+        f"<p>embedding {e(report['embedding']['source'])}, reward {e(report['reward'])}, "
+        f"n = {n['prompts']} prompts x {n['seeds']} seeds x 3 arms = {n['videos']} videos</p>"
+    )
+    lines += [f"<p class='verdict'><b>{e(text)}</b></p>" for text in report["verdict"].values()]
+    lines.append("<table><tr><th>arm</th><th>mean reward</th><th>95% interval</th></tr>")
+    lines += [
+        f"<tr><td>{arm}</td><td>{v['mean']:.4f}</td><td>{_interval(v)}</td></tr>"
+        for arm, v in report["arms"].items()
+    ]
+    lines.append("</table><table><tr><th>paired difference</th><th>mean</th><th>95% interval</th></tr>")
+    lines += [
+        f"<tr><td>{k}</td><td>{v['mean']:+.4g}</td><td>{_interval(v)}</td></tr>"
+        for k, v in report["paired_difference"].items()
+    ]
+    lines.append("</table><table><tr><th>comparison</th><th>won / tied / lost</th><th>win rate</th>"
+                 "<th>95% interval (Wilson)</th></tr>")  # fmt: skip
+    lines += [
+        f"<tr><td>{k}</td><td>{v['wins']} / {v['ties']} / {v['losses']}</td><td>{v['rate']:.2f}</td>"
+        f"<td>[{v['low']:.2f}, {v['high']:.2f}]</td></tr>"
+        for k, v in report["win_rate"].items()
+    ]
+    lines.append(f"</table><p><small>{e(report['interval'])}</small></p>")
+    lines.append(
+        f"<img id='paired-differences' src='{report['paired_plot']}' width='800' height='300' "
+        "alt='paired differences, ReNeg minus each baseline, per prompt'>"
+    )
+    lines.append("<p>left to right: null text | handcrafted negative | ReNeg</p>")
+    for row in report["prompts"]:
+        lines.append(f"<h3>{e(row['prompt'])}</h3>")
+        for entry in row["seeds"]:
+            means = ", ".join(f"{a} {entry['mean'][a]:.3f}" for a in ARMS)
+            lines.append(f"<p>seed {entry['seed']}: {means}</p><div>")
+            lines += [f"<video src='{entry['videos'][a]}' controls loop muted></video>" for a in ARMS]
+            lines.append(f"</div><img src='{entry['curve']}' alt='per-frame rewards'>")
+    return "\n".join(lines) + "\n"
