@@ -1,7 +1,8 @@
 """`reneg-score`: per-frame reward scores of a video, with a summary and optional JSON/CSV/PNG outputs.
 
 Every input is checked before any model loads; a refused input exits 2 with one line naming the value,
-what was expected and the fix, and nothing is written. Any other failure is a bug and exits 1.
+what was expected and the fix, and nothing is written. Any other failure is a bug and exits 1. Reading,
+scoring, summarising and writing are in `rewards.videos`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from ..core.errors import ReNegError, UsageError
+from ..rewards.videos import (
+    build_report,
+    combined_report,
+    format_table,
+    read_video,
+    reward_files,
+    score_with_each,
+    summarise,
+    video_paths,
+    write_outputs,
+)
 
 PROG = "reneg-score"
-VIDEO_SUFFIXES = (".mp4", ".gif")
 EXIT_USAGE = 2
 EXIT_BUG = 1
 
@@ -192,143 +201,6 @@ def _parse_rewards(text: str) -> list[str]:
     return [check_reward_name(name) for name, _ in parse_reward_spec(text)]
 
 
-def read_video(path: Path) -> np.ndarray:
-    """Read all frames of a .mp4 or .gif as uint8 RGB [F, H, W, 3]; refuse what is not one."""
-    import imageio.v3 as iio
-
-    if not path.exists():
-        raise UsageError(f"video {str(path)!r} does not exist; expected a .mp4 or .gif file")
-    if not path.is_file():
-        raise UsageError(f"video {str(path)!r} is not a file; expected a .mp4 or .gif file")
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise UsageError(
-            f"video {str(path)!r} has suffix {path.suffix!r}; expected one of {', '.join(VIDEO_SUFFIXES)} "
-            "(convert it, e.g. with ffmpeg -i IN OUT.mp4)"
-        )
-    plugin = "pillow" if path.suffix.lower() == ".gif" else "FFMPEG"
-    frames = []
-    try:
-        for frame in iio.imiter(path, plugin=plugin):
-            frame = np.asarray(frame)
-            if frame.ndim == 2:  # greyscale
-                frame = np.repeat(frame[..., None], 3, axis=-1)
-            frames.append(np.ascontiguousarray(frame[..., :3]).astype(np.uint8, copy=False))
-    except Exception as exc:  # any decoder failure means the file is not a readable video
-        raise UsageError(
-            f"video {str(path)!r} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
-            "expected a valid .mp4 (h264) or .gif; check the file, re-encode it with ffmpeg"
-        ) from None
-    if not frames:
-        raise UsageError(f"video {str(path)!r} holds no frames; expected at least one frame")
-    if len({f.shape for f in frames}) != 1:
-        raise UsageError(f"video {str(path)!r} has frames of differing sizes; expected one frame size")
-    return np.stack(frames)
-
-
-def summarise(scores: np.ndarray) -> dict[str, float | None]:
-    """mean, min, max, population std and temporal = mean |s[i+1] - s[i]| (None for one frame)."""
-    return {
-        "mean": float(scores.mean()),
-        "min": float(scores.min()),
-        "max": float(scores.max()),
-        "std": float(scores.std()),
-        "temporal": float(np.abs(np.diff(scores)).mean()) if len(scores) > 1 else None,
-    }
-
-
-def build_report(prompt: str, scores: dict[str, np.ndarray]) -> dict:
-    names = list(scores)
-    count = len(next(iter(scores.values())))
-    frames = [{"index": i, **{name: float(scores[name][i]) for name in names}} for i in range(count)]
-    return {
-        "prompt": prompt,
-        "rewards": names,
-        "frames": frames,
-        "summary": {n: summarise(scores[n]) for n in names},
-    }
-
-
-def format_table(report: dict) -> str:
-    names = report["rewards"]
-    width = max(12, *(len(n) for n in names))
-    lines = ["frame".ljust(8) + "".join(n.rjust(width + 2) for n in names)]
-    for row in report["frames"]:
-        lines.append(str(row["index"]).ljust(8) + "".join(f"{row[n]:{width + 2}.4f}" for n in names))
-    lines.append("-" * len(lines[0]))
-    for key in ("mean", "min", "max", "std", "temporal"):
-        cells = []
-        for n in names:
-            value = report["summary"][n][key]
-            cells.append(("n/a" if value is None else f"{value:.4f}").rjust(width + 2))
-        lines.append(key.ljust(8) + "".join(cells))
-    if any(n.startswith("tiny-") for n in names):
-        lines.append("note: tiny-* rewards are random models: their scores are noise.")
-    return "\n".join(lines)
-
-
-def write_outputs(report: dict, args: argparse.Namespace) -> None:
-    import csv
-    import json
-
-    from ..core.atomic import atomic_path
-
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-    if args.csv:
-        with atomic_path(args.csv) as tmp, tmp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            if "videos" in report:  # several videos: one row per frame of each
-                writer.writerow(["video", "index", *report["rewards"]])
-                for entry in report["videos"]:
-                    for row in entry["frames"]:
-                        writer.writerow(
-                            [entry["video"], row["index"], *(repr(row[n]) for n in report["rewards"])]
-                        )
-            else:
-                writer.writerow(["index", *report["rewards"]])
-                for row in report["frames"]:
-                    writer.writerow([row["index"], *(repr(row[n]) for n in report["rewards"])])
-    if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display needed
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        index = [row["index"] for row in report["frames"]]
-        for name in report["rewards"]:
-            label = f"{name} (noise)" if name.startswith("tiny-") else name
-            ax.plot(index, [row[name] for row in report["frames"]], marker="o", markersize=3, label=label)
-        ax.set_xlabel("frame")
-        ax.set_ylabel("score (higher is better)")
-        ax.set_title(f"per-frame reward: {report['prompt'][:70]}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        with atomic_path(args.plot) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
-
-
-def video_paths(items: Sequence[str]) -> list[Path]:
-    """The videos named: files as given, folders as their .mp4/.gif files sorted by name (hidden skipped)."""
-    paths: list[Path] = []
-    for text in items:
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir()
-                if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not p.name.startswith(".")
-            )  # fmt: skip
-            if not found:
-                raise UsageError(f"video folder {text!r} holds no .mp4 or .gif files; expected videos in it")
-            paths += found
-        else:
-            paths.append(path)
-    return paths
-
-
 def _prompts(args: argparse.Namespace, count: int) -> list[str]:
     from ..core.prompts import read_prompts_file
 
@@ -347,24 +219,6 @@ def _prompts(args: argparse.Namespace, count: int) -> list[str]:
             "expected one prompt per video, in the order the videos are listed"
         )
     return prompts
-
-
-def score_videos(reward, videos: list[np.ndarray], prompts: list[str], batch_size: int) -> list[np.ndarray]:
-    """Per-frame scores of each video. Videos with the same prompt and frame size are scored together,
-    so the reward's batches of `batch_size` frames span videos."""
-    groups: dict[tuple, list[int]] = {}
-    for i, (video, prompt) in enumerate(zip(videos, prompts, strict=True)):
-        groups.setdefault((prompt, video.shape[1:]), []).append(i)
-    out: list[np.ndarray | None] = [None] * len(videos)
-    for (prompt, _), members in groups.items():
-        frames = np.concatenate([videos[i] for i in members])
-        values = reward.score_frames(frames, prompt, batch_size=batch_size).detach().cpu().double().numpy()
-        if not np.isfinite(values).all():
-            raise RuntimeError(f"{reward.name} produced non-finite scores")
-        bounds = np.cumsum([0] + [len(videos[i]) for i in members])
-        for i, start, stop in zip(members, bounds[:-1], bounds[1:], strict=True):
-            out[i] = values[start:stop]
-    return out
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -391,58 +245,14 @@ def run(args: argparse.Namespace) -> dict:
         )
     _check_device(args.device)
     videos = [read_video(path) for path in paths]
-    files = {}
-    if "imagereward" in names:
-        from ..rewards.imagereward import resolve_files
-
-        found = resolve_files(args.checkpoint, args.med_config, args.tokenizer)
-        files = {"checkpoint": found.checkpoint, "med_config": found.med_config, "tokenizer": found.tokenizer}
-    if "clip" in names or "pickscore" in names:  # find their folders now, so a missing one refuses early
-        from ..rewards import clip
-
-        if "clip" in names:
-            clip._local_folder(None, clip.ENV_CLIP, clip.CLIP_REPO, "CLIP model")
-        if "pickscore" in names:
-            clip._local_folder(None, clip.ENV_PICKSCORE, clip.PICKSCORE_REPO, "PickScore model")
-            clip._local_folder(
-                None, clip.ENV_PICKSCORE_TOKENIZER, clip.PICKSCORE_TOKENIZER_REPO, "PickScore tokenizer"
-            )
-    if "hpsv2" in names:  # likewise: its checkpoint and tokenizer are found before any model loads
-        from ..rewards import hpsv2
-
-        hpsv2.resolve_checkpoint()
-        hpsv2.resolve_tokenizer()
-    if "aesthetic" in names:
-        from ..rewards import aesthetic
-
-        aesthetic.resolve_checkpoint()
-        aesthetic.resolve_clip()
+    files = reward_files(names, args.checkpoint, args.med_config, args.tokenizer)
 
     # 2. Load and score, one reward at a time (only one model in memory).
-    from ..rewards import load_reward
-
-    scores: list[dict[str, np.ndarray]] = [{} for _ in videos]
-    for name in names:
-        kwargs = {"device": args.device, "batch_size": args.batch_size}
-        if name == "imagereward":
-            kwargs.update(files)
-        reward = load_reward(name, **kwargs)
-        for per_video, values in zip(
-            scores, score_videos(reward, videos, prompts, args.batch_size), strict=True
-        ):
-            per_video[name] = values
-        del reward
+    scores = score_with_each(names, videos, prompts, args.device, args.batch_size, files)
 
     # 3. Report, then write (atomically).
-    reports = [build_report(prompt, per_video) for prompt, per_video in zip(prompts, scores, strict=True)]
-    if len(paths) == 1:
-        report = reports[0]
-    else:
-        report = {
-            "rewards": names,
-            "videos": [{"video": str(p), **r} for p, r in zip(paths, reports, strict=True)],
-        }
-    write_outputs(report, args)
+    report = combined_report(paths, prompts, names, scores)
+    write_outputs(report, args.json, args.csv, args.plot)
     return report
 
 
