@@ -130,3 +130,41 @@ def test_public_api_names_resolve():
 
     for name in reneg_video.__all__:
         assert getattr(reneg_video, name) is not None
+
+
+# Packages beside reneg_video that plug into it (core.plugins): the library never imports them.
+PLUGIN_PACKAGES = ("shapes_world",)
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    """Every module an import statement names, and every string given to importlib.import_module."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module or "")
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def test_the_library_imports_no_plugin_package():
+    problems = [
+        f"{name} imports {target}"
+        for name, path in modules().items()
+        for target in sorted(_imported_names(ast.parse(path.read_text(encoding="utf-8"))))
+        if target.split(".")[0] in PLUGIN_PACKAGES
+    ]
+    assert not problems, "\n".join(problems) + "\n(plugins register through reneg_video.core.plugins)"
+
+
+def test_plugin_check_sees_an_import_of_a_plugin():
+    """The check above can fail: both import forms and importlib.import_module are seen."""
+    code = "import shapes_world.world\nfrom shapes_world import judge\nimportlib.import_module('shapes_world.data')"
+    assert _imported_names(ast.parse(code)) >= {"shapes_world.world", "shapes_world", "shapes_world.data"}

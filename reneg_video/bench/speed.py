@@ -147,8 +147,9 @@ def row_frame_scoring(quick: bool) -> list[Row]:
 SPEED_FAST_GOAL = round(1 / 1.5, 3)
 SPEED_MODEL = "tiny-zeroscope"
 SPEED_PROMPT = "a corgi surfing a wave"
-# Held-out shapes prompts per seed in the speed_quality row on a shapes model (x --speed-seeds samples).
-SHAPES_SPEED_PROMPTS = 8
+# Prompts the judge of a model with one (a plugin's: the shapes world's) can read, per seed, in the
+# speed_quality row (x --speed-seeds samples).
+JUDGED_SPEED_PROMPTS = 8
 # Enough steps that denoising, which the presets shorten, outweighs the text encoder and the VAE decode;
 # 16 is the middle of what DPM-Solver++ is run at (10-25 steps).
 SPEED_STEPS = 16
@@ -240,14 +241,11 @@ def paired_delta(after: list[float], before: list[float]) -> dict[str, float]:
 
 
 def _judge_for(model: str):
-    """The shapes world's programmatic judge for shapes models (None elsewhere, or before it is merged)."""
-    if not model.startswith("shapes-"):
-        return None
-    try:
-        from ..models.shapes.judge import judge
-    except ImportError:
-        return None
-    return judge
+    """The programmatic judge a plugin registers for `model` (the shapes world's for shapes-*), else None."""
+    from ..core.plugins import judge_for
+
+    registered = judge_for(model)
+    return None if registered is None else registered.judge
 
 
 def measure_speed_quality(
@@ -297,7 +295,9 @@ def measure_speed_quality(
     report: dict[str, Any] = {
         "model": model,
         "reward": reward,
-        "judge": "shapes judge" if judge else "none (only shapes models have a programmatic judge)",
+        "judge": f"{judge.__module__}.{judge.__name__}"
+        if judge
+        else "none (no plugin registers a judge for it)",
         "samples": len(samples),
         "steps_requested": steps,
         "off": {
@@ -328,14 +328,15 @@ def row_speed_quality(
     quick: bool, model: str = SPEED_MODEL, reward: str = "tiny-imagereward", seeds: int = 8
 ) -> Row:
     """The quality cost of fast/fastest vs off as a row (no ratio: the figures are in the note and extra)."""
+    from ..core.plugins import judge_for
+    from ..core.specs import load_spec
+
     seeds, frames, size, steps = (2, 2, 32, 4) if quick else (seeds, 8, 64, SPEED_STEPS)
     prompts: tuple[str, ...] = (SPEED_PROMPT,)
-    if model.startswith("shapes-"):
-        # The shapes world at its own size and steps, on prompts its judge can read (held out from ReNeg).
-        from ..core.specs import load_spec
-        from ..models.shapes.data import split_prompts
-
-        prompts = tuple(split_prompts()[1][:SHAPES_SPEED_PROMPTS])
+    judged = judge_for(model)
+    if judged is not None:
+        # A judged model (the shapes world's) at its own size and steps, on prompts its judge can read.
+        prompts = tuple(judged.prompts()[:JUDGED_SPEED_PROMPTS])
         frames, size, steps = None, None, load_spec(model).defaults.steps
     report = measure_speed_quality(
         model, reward, seeds=seeds, steps=steps, frames=frames, size=size, prompts=prompts
@@ -352,7 +353,7 @@ def row_speed_quality(
             j = e["judge_delta"]
             part += f", judge delta {j['mean']:+.3f} [{j['low']:+.3f}, {j['high']:+.3f}]"
         parts.append(part)
-    standin = "; stand-in: its reward is noise, mechanics only" if not model.startswith("shapes-") else ""
+    standin = "; stand-in: its reward is noise, mechanics only" if judged is None else ""
     return Row(
         "speed_quality",
         None,

@@ -54,10 +54,6 @@ UMT5_XXL_WIDTH = 4096
 LLAMA3_8B_WIDTH = 4096
 GEMMA3_12B_WIDTH = 3840
 SDXL_DUAL_WIDTH = 768 + 1280
-# The shapes world's own CLIP text encoder (reneg_video/models/shapes/world.py TEXT_TOKENS/TEXT_WIDTH,
-# equality checked in tests/test_shapes.py): 16 positions for the grammar's captions, width 128.
-SHAPES_TOKENS = 16
-SHAPES_WIDTH = 128
 
 # Token strategies (see the module docstring): a spec's `fill`.
 FILL_MASKED = "masked"
@@ -140,18 +136,10 @@ SDXL_DUAL = EncoderFamily(
     positions=CLIP_TOKENS,
     foreign=True,
 )
-SHAPES = EncoderFamily(
-    "shapes-clip",
-    SHAPES_WIDTH,
-    (SHAPES_TOKENS,),
-    False,
-    "shapes-world CLIP text encoder (shapes-t2i, shapes-t2v)",
-    positions=SHAPES_TOKENS,
-    files=("shapes_reneg_emb.bin (shipped in reneg_video/models/shapes/weights/)",),
-)
 
+# Plugins add their families here (core.plugins.register_encoder; the shapes world's "shapes-clip").
 FAMILIES: dict[str, EncoderFamily] = {
-    f.name: f for f in (CLIP_L, OPENCLIP_H, T5_XXL, UMT5_XXL, LLAMA3_8B, GEMMA3_12B, SDXL_DUAL, SHAPES)
+    f.name: f for f in (CLIP_L, OPENCLIP_H, T5_XXL, UMT5_XXL, LLAMA3_8B, GEMMA3_12B, SDXL_DUAL)
 }
 
 

@@ -1,2 +1,2 @@
-"""Models: loading pipelines (real, single-file, stand-in, bundled), one seeded call, VideoCrafter2, the shapes
-world. Imports only from `core`."""
+"""Models: loading pipelines (real, single-file, stand-in, or bundled in a plugin's package), one seeded call,
+VideoCrafter2. Imports only from `core`."""

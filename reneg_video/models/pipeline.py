@@ -1,7 +1,9 @@
 """Step 3 of a call: load the target pipeline, real or stand-in, through `from_pretrained`.
 
 Nothing is downloaded: real models load from `--model-path DIR` or the local Hugging Face cache (filled
-elsewhere); stand-ins are built offline once into a cache folder and then load the same way.
+elsewhere); stand-ins are built offline once into a cache folder and then load the same way; bundled models
+(a spec's `bundled = "<package>:<folder>"`) load from a folder shipped inside an installed package, whose
+shared components may live once beside it (SHARED_COMPONENTS_FILE).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import os
 import re
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -77,7 +81,7 @@ def spec_for_folder(folder: Path) -> AdapterSpec:
     specs fit, the one whose repo the path names (a Hugging Face cache snapshot, or a folder named like
     the repo), else FOLDER_DEFAULTS."""
     index = json.loads((folder / "model_index.json").read_text())
-    config_path = folder / "text_encoder" / "config.json"
+    config_path = component_folder(folder, "text_encoder") / "config.json"
     width = None
     if config_path.exists():
         config = json.loads(config_path.read_text())
@@ -140,10 +144,7 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
 
         return standin_path(spec)
     if spec.bundled:
-        world, _, name = spec.bundled.partition("/")
-        folder = (
-            Path(importlib.import_module(f"reneg_video.models.{world}").__file__).parent / "weights" / name
-        )
+        folder = bundled_folder(spec)
         if not (folder / "model_index.json").exists():
             raise ModelNotFoundError(
                 f"{spec.name}: bundled weights missing in {folder}; reinstall the package"
@@ -159,6 +160,66 @@ def model_folder(spec: AdapterSpec, model_path: str | os.PathLike[str] | None = 
             f"on a machine with network run `hf download {spec.repo_id}` and copy the cache here, "
             "or pass --model-path DIR"
         ) from None
+
+
+def bundled_folder(spec: AdapterSpec) -> Path:
+    """The weights of `bundled = "<package>:<folder>"` (e.g. "shapes_world:weights/t2v"): a folder inside an
+    importable package, found through importlib.resources wherever that package is installed. The library
+    names no package itself: the spec that ships with the weights does."""
+    package, sep, inner = spec.bundled.partition(":")
+    if not (sep and package and inner):
+        raise SpecError(
+            f"{spec.source}: bundled {spec.bundled!r}; expected '<package>:<folder>', "
+            "e.g. 'shapes_world:weights/t2v'"
+        )
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise ModelNotFoundError(
+            f"{spec.name}: its weights ship in the package {package!r}, which is not installed; install it"
+        ) from None
+    return Path(str(root)) / inner
+
+
+# A model folder may leave out components it shares with sibling models and say where they are in this file:
+# {"text_encoder": "../common/text_encoder", ...}, paths relative to the folder (the shapes world stores its
+# text encoder, tokenizer and VAE once for shapes-t2i and shapes-t2v). `from_pretrained` takes components
+# passed as keyword arguments instead of looking for them in the folder, so they are loaded first.
+SHARED_COMPONENTS_FILE = "shared_components.json"
+
+
+def component_folder(folder: Path, name: str) -> Path:
+    """Where component `name` of the diffusers folder `folder` is: its subfolder, or where the folder's
+    SHARED_COMPONENTS_FILE places it."""
+    shared = folder / SHARED_COMPONENTS_FILE
+    if shared.is_file():
+        relative = json.loads(shared.read_text()).get(name)
+        if relative is not None:
+            return folder / relative
+    return folder / name
+
+
+def shared_components(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """The components `folder`'s SHARED_COMPONENTS_FILE places elsewhere, loaded as `from_pretrained` loads
+    a subfolder (the class model_index.json names, `dtype` for models); {} for a folder without that file."""
+    shared = folder / SHARED_COMPONENTS_FILE
+    if not shared.is_file():
+        return {}
+    index = json.loads((folder / "model_index.json").read_text())
+    components = {}
+    for name in json.loads(shared.read_text()):
+        source = component_folder(folder, name)
+        if name not in index or not source.is_dir():
+            raise ModelNotFoundError(
+                f"{folder}: {SHARED_COMPONENTS_FILE} places {name!r} in {source}, which "
+                f"{'is missing' if name in index else 'model_index.json does not name'}; reinstall the package "
+                "or pass --model-path DIR with a complete diffusers folder"
+            )
+        library, class_name = index[name]
+        cls = getattr(importlib.import_module(library), class_name)
+        kwargs = {"dtype": dtype} if issubclass(cls, torch.nn.Module) else {}
+        components[name] = cls.from_pretrained(source, local_files_only=True, **kwargs)
+    return components
 
 
 def _cached_snapshot(repo_id: str | None) -> Path:
@@ -416,8 +477,9 @@ def load_pipeline(
             base = single_file_base(spec, name_or_path, folder)
             pipe = _load_single_file(spec, folder, base, _is_folder(name_or_path), torch_dtype)
         else:
+            shared = shared_components(folder, torch_dtype)
             pipe = pipeline_class(spec).from_pretrained(
-                folder, dtype=torch_dtype, local_files_only=True, **extra
+                folder, dtype=torch_dtype, local_files_only=True, **shared, **extra
             )
     if extra and hasattr(pipe.unet, "load_motion_modules"):
         # A folder saved with its UNetMotionModel (a stand-in, a saved AnimateDiff pipeline) keeps its

@@ -12,7 +12,8 @@ Rewards:
   (not yet checked on real weights); `tiny-clip`: a tiny random CLIP, NOISE scores;
 - `hpsv2`: HPS v2/v2.1, 100 * cos of the fine-tuned OpenCLIP ViT-H/14 (see `hpsv2`); `aesthetic`: the LAION
   improved aesthetic predictor on CLIP ViT-L/14 (see `aesthetic`); `tiny-hpsv2`, `tiny-aesthetic`: their
-  architectures at reduced depth with random weights, NOISE scores.
+  architectures at reduced depth with random weights, NOISE scores;
+- rewards that plugins register (`reneg_video.core.plugins`), e.g. the shapes world's `shapes-reward`.
 
 Several rewards combine into a weighted sum, as ReNO does (arXiv 2406.04312, e.g. HPS 5.0,
 ImageReward 1.0, CLIP 0.01, PickScore 0.05): `load_reward_spec("imagereward:1,tiny-imagereward:0.5")`.
@@ -29,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from ..core import plugins
 from ..core.errors import RewardError
 from .frames import Frames
 
@@ -93,22 +95,26 @@ REWARDS: dict[str, RewardEntry] = {
         "load_tiny_aesthetic",
         "aesthetic predictor architecture, random: NOISE scores, tests/demos only",
     ),
-    "shapes-reward": RewardEntry(
-        ".shapes",
-        "load_shapes_reward",
-        "shapes world's learned reward (tiny CLIP, judge-ranked pairs), shipped",
-    ),
 }
+
+
+def all_rewards() -> dict[str, RewardEntry]:
+    """The built-in rewards and those plugins register (core.plugins; the shapes world's `shapes-reward`).
+    A plugin cannot replace a built-in name."""
+    registered = {
+        name: RewardEntry(r.module, r.function, r.description) for name, r in plugins.rewards().items()
+    }
+    return {**registered, **REWARDS}
 
 
 def list_rewards() -> list[str]:
     """Names `load_reward` accepts."""
-    return sorted(REWARDS)
+    return sorted(all_rewards())
 
 
 def check_reward_name(name: str) -> str:
     """Return `name` if it is a known reward, else raise `RewardError` listing the known ones."""
-    if name not in REWARDS:
+    if name not in all_rewards():
         raise RewardError(
             f"unknown reward {name!r}; expected one of {', '.join(list_rewards())} "
             "(tiny-* rewards output noise scores)"
@@ -129,9 +135,10 @@ def load_reward(name: str, **kwargs: Any) -> Reward:
       hps_tokenizer (CLIP's BPE .txt.gz or a CLIPTokenizer folder; $RENEG_HPSV2_TOKENIZER, ...), ...;
     - `aesthetic`: aesthetic_checkpoint (the MLP .pth; $RENEG_AESTHETIC_CKPT), aesthetic_clip (a CLIPModel
       folder of ViT-L/14; $RENEG_AESTHETIC_CLIP, HF cache), ...;
-    - `tiny-hpsv2`, `tiny-aesthetic`: seed, device, batch_size.
+    - `tiny-hpsv2`, `tiny-aesthetic`: seed, device, batch_size;
+    - a plugin's reward: what its loader takes (`shapes-reward`: model, a folder; device, batch_size).
     """
-    loader = REWARDS[check_reward_name(name)].loader()
+    loader = all_rewards()[check_reward_name(name)].loader()
     unknown = set(kwargs) - set(inspect.signature(loader).parameters)
     if unknown:
         raise RewardError(
@@ -206,7 +213,7 @@ def load_reward_spec(spec: str, **kwargs: Any) -> RewardEnsemble:
         check_reward_name(name)
     members = []
     for name, weight in parsed:
-        params = inspect.signature(REWARDS[name].loader()).parameters
+        params = inspect.signature(all_rewards()[name].loader()).parameters
         members.append((load_reward(name, **{k: v for k, v in kwargs.items() if k in params}), weight))
     return RewardEnsemble(members)
 
@@ -216,6 +223,7 @@ __all__ = [
     "RewardEntry",
     "Reward",
     "RewardEnsemble",
+    "all_rewards",
     "check_reward_name",
     "list_rewards",
     "load_reward",

@@ -1,0 +1,42 @@
+"""`python -m shapes_world.commands.eval` (shapes-eval): its help, arm names and refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from shapes_world import world as W
+
+
+def test_shapes_eval_help_names_its_arms_and_outputs():
+    from shapes_world.commands.eval import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for needle in ("null-text, handcrafted-negative and ReNeg", "--optimize-neg STEPS", "--optimize-noise STEPS",
+                   "--best-of N", "seed..seed+N-1", "heldout, train", "judge only"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_shapes_eval_arms_of_two_runs_outputs_get_distinct_names():
+    from reneg_video.core.errors import UsageError
+    from shapes_world.commands.eval import arm_names
+
+    assert arm_names(["a/x.bin"]) == ["reneg"]
+    assert arm_names(["a/x.bin", "b/y.bin"]) == ["x", "y"]
+    runs = ["runs/direct/negative_embedding.bin", "runs/transfer/negative_embedding.bin", "c/z.bin"]
+    assert arm_names(runs) == ["direct/negative_embedding", "transfer/negative_embedding", "z"]
+    with pytest.raises(UsageError, match="share a name"):
+        arm_names(["a/x.bin", "a/x.bin"])
+
+
+def test_shapes_eval_refuses_refinement_without_one_embedding(tmp_path, capsys):
+    from shapes_world.commands.eval import main
+
+    assert main(["--model", "shapes-t2i", "--best-of", "2", "--out", str(tmp_path / "a")]) == 2
+    assert "exactly one --neg" in capsys.readouterr().err
+    neg = str(W.weights_root() / W.RENEG_BIN)
+    assert (
+        main(["--model", "shapes-t2i", "--neg", neg, "--optimize-neg", "11", "--out", str(tmp_path / "b")])
+        == 2
+    )
+    assert "--optimize-neg 11: expected 1..10" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
