@@ -8,7 +8,7 @@ clean rendered circles, squares and triangles (the scale), for clean circles thr
 ceiling a generator can reach) and for the model's own videos of one circle prompt with its ReNeg
 embedding, seeds 0..N-1.
 
-    python scripts/shapes_roundness.py [--model-path DIR] [--seeds 10]
+    python experiments/shapes_roundness.py [--model-path DIR] [--seeds 10]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from reneg_video.models.shapes import data
-from reneg_video.models.shapes.judge import _as_float, shape_mask
-from reneg_video.models.shapes.world import RENEG_BIN, weights_root
+from shapes_world import data
+from shapes_world.judge import as_float, shape_mask
+from shapes_world.world import RENEG_BIN, weights_root
 
 PROMPT = "a red circle moving right on a blue background"
 CLIPS = 20  # clean clips per shape; 160 frames each
@@ -55,7 +55,7 @@ def main() -> None:
 
     from reneg_video.core.embedding import load_embedding
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import _to_tensor, sample
+    from shapes_world.build.common import sample, to_tensor
 
     rng = np.random.default_rng(3)
     wanted = data.parse_caption(PROMPT)
@@ -64,11 +64,11 @@ def main() -> None:
     for shape in ("circle", "square", "triangle"):
         clips = np.stack([data.render(replace(wanted, shape=shape), rng) for _ in range(CLIPS)])
         clean[shape] = clips
-        print(_row(f"clean {shape}s", np.array([disc_iou(f) for c in clips for f in _as_float(c)])))
+        print(_row(f"clean {shape}s", np.array([disc_iou(f) for c in clips for f in as_float(c)])))
     pipe = load_pipeline("shapes-t2v", model_path=args.model_path, device="cpu")
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
-        x = _to_tensor(rearrange(clean["circle"], "b f h w c -> (b f) h w c"))
+        x = to_tensor(rearrange(clean["circle"], "b f h w c -> (b f) h w c"))
         y = pipe.vae.decode(pipe.vae.encode(x.to(pipe.vae.dtype)).latent_dist.mean).sample.float()
     recon = ((y.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
     print(_row("clean circles through the VAE", np.array([disc_iou(f) for f in recon])))

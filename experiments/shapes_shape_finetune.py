@@ -11,11 +11,11 @@ averaged weights are judged). What the loss is:
 - contrast: plus a hinge that asks the caption to explain the image better than the same caption with
   another shape word: per image, loss(wrong shape) must exceed loss(asked) by CONTRAST_MARGIN of it.
 
-Why: the shape word is worth +1-2.5% of the UNet's loss (scripts/shapes_word_gain.py) because two shapes
+Why: the shape word is worth +1-2.5% of the UNet's loss (experiments/shapes_word_gain.py) because two shapes
 are close in latent space, so the plain loss gives almost no reason to read it; the contrast term gives one.
 Evaluation: 48 held-out prompts x 2 seeds, 20 DDIM steps, guidance 2.5 and 5; a JSON line per evaluation.
 
-    python scripts/shapes_shape_finetune.py contrast --steps 800 [--save DIR]
+    python experiments/shapes_shape_finetune.py contrast --steps 800 [--save DIR]
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reneg_video.models.shapes import data, judge
-from reneg_video.models.shapes.world import weights_root
-from reneg_video.training import shapes_build as B
+from shapes_world import data, judge
+from shapes_world.build import common as B
+from shapes_world.build.motion import caption_loss_gain, spatial_cross_attention
+from shapes_world.build.vae import edge_loss
 
 OTHER = {"circle": "square", "square": "triangle", "triangle": "circle"}  # the swapped shape word
 CONTRAST_MARGIN = 0.10  # the wrong shape word must cost 10% more loss (the shipped t2i: ~2%)
 BATCH, LR, EMA_DECAY = 32, 2e-4, 0.995
-HIGH_T = 600  # as the motion stage (shapes_build.MOTION_HIGH_T)
+HIGH_T = 600  # as the motion stage (shapes_world.build.common.MOTION_HIGH_T)
 PROMPTS = 48  # first held-out prompts, each with 2 seeds
 
 
@@ -57,29 +58,27 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
-    from diffusers import StableDiffusionPipeline
+    from reneg_video.models.pipeline import load_pipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(  # shipped in float16; trained in float32
-        weights_root() / "t2i", safety_checker=None, requires_safety_checker=False, dtype=torch.float32
-    )
+    pipe = load_pipeline("shapes-t2i", "cpu", "float32")  # shipped in float16; trained in float32
     pipe.set_progress_bar_config(disable=True)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-    scheduler = B._noise_scheduler()
+    scheduler = B.training_scheduler()
     scale = vae.config.scaling_factor
-    encode = lambda texts: B._encode_text(text_encoder, tokenizer, texts)  # noqa: E731
+    encode = lambda texts: B.encode_text(text_encoder, tokenizer, texts)  # noqa: E731
 
     @torch.no_grad()
     def word_gain(n: int = 96) -> dict[str, float]:
         """% more loss with the wrong shape word, clean-ish training images, t in [T, 1000)."""
-        frames, captions = B._batch(np.random.default_rng(123), n, video=False)
+        frames, captions = B.training_batch(np.random.default_rng(123), n, video=False)
         wrong = [wrong_shape(c) for c in captions]
         gen = torch.Generator().manual_seed(5)
-        latents = vae.encode(B._to_tensor(frames[:, 0])).latent_dist.mean * scale
+        latents = vae.encode(B.to_tensor(frames[:, 0])).latent_dist.mean * scale
         noise = torch.randn(latents.shape, generator=gen)
         out = {}
         for low in (600, 900):
             t = torch.full((n,), low) + torch.randint(0, 1000 - low, (n,), generator=gen)
-            gain = B.caption_loss_gain(
+            gain = caption_loss_gain(
                 unet, scheduler, latents, noise, t, encode(captions), {"": encode(wrong)}
             )
             out[f"t>={low}"] = round(gain[""], 2)
@@ -108,7 +107,7 @@ def main() -> None:
         unet.train()
 
     evaluate("before")
-    xattn = B.spatial_cross_attention(unet)
+    xattn = spatial_cross_attention(unet)
     ids = {id(q) for q in xattn}
     rest = [q for q in unet.parameters() if id(q) not in ids]
     mult, high = (10.0, 0.5) if args.variant == "xattn" else (1.0, 0.0)
@@ -120,14 +119,14 @@ def main() -> None:
     start = time.time()
     for step in range(args.steps):
         rng = np.random.default_rng([0, 77, step])
-        frames, captions = B._batch(rng, BATCH, video=False)
+        frames, captions = B.training_batch(rng, BATCH, video=False)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         with torch.no_grad():
-            latents = vae.encode(B._to_tensor(frames[:, 0])).latent_dist.sample(gen) * scale
-            dropped = B._drop_captions(captions, rng)
+            latents = vae.encode(B.to_tensor(frames[:, 0])).latent_dist.sample(gen) * scale
+            dropped = B.drop_captions(captions, rng)
             context = encode(dropped)
         if args.variant in ("plain", "xattn"):
-            loss = B._diffusion_loss(unet, scheduler, latents, context, gen, high)
+            loss = B.diffusion_loss(unet, scheduler, latents, context, gen, high)
         else:
             noise = torch.randn(latents.shape, generator=gen)
             t = torch.randint(0, 1000, (latents.shape[0],), generator=gen)
@@ -141,8 +140,8 @@ def main() -> None:
                 keep = t < HIGH_T
                 if keep.any():
                     image = vae.decode(x0[keep] / scale).sample
-                    x = B._to_tensor(frames[:, 0])[keep]
-                    loss = loss + F.l1_loss(image, x) + B._edge_loss(image, x)
+                    x = B.to_tensor(frames[:, 0])[keep]
+                    loss = loss + F.l1_loss(image, x) + edge_loss(image, x)
             else:  # contrast
                 wrong = encode([wrong_shape(c) for c in dropped])
                 per_wrong = ((unet(noisy, t, encoder_hidden_states=wrong).sample - target) ** 2).mean(

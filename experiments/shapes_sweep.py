@@ -1,6 +1,6 @@
 """Judge accuracy of a shapes model over guidance x steps (null negative): how the spec defaults were chosen.
 
-python scripts/shapes_sweep.py shapes-t2i --guidance 2,3.5,5,7.5 --steps 10,20 --prompts 60 --seeds 2
+python experiments/shapes_sweep.py shapes-t2i --guidance 2,3.5,5,7.5 --steps 10,20 --prompts 60 --seeds 2
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import json
 
 import torch
 
+from reneg_video.core.stats import normal_interval
 from reneg_video.models.pipeline import load_pipeline, resolve_spec
-from reneg_video.models.shapes.data import split_prompts
-from reneg_video.models.shapes.judge import judge, mean_interval
-from reneg_video.training.shapes_build import sample
+from shapes_world.build.common import sample
+from shapes_world.data import split_prompts
+from shapes_world.judge import judge
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
             )
             acc = [judge(f, q)["accuracy"] for f, (q, _) in zip(frames, rows, strict=True)]
             passed = [judge(f, q)["passed"] for f, (q, _) in zip(frames, rows, strict=True)]
-            m, lo, hi = mean_interval(acc)
+            m, lo, hi = normal_interval(acc)
             results.append(dict(steps=steps, guidance=guidance, accuracy=m, low=lo, high=hi,
                                 passed=sum(passed) / len(passed), n=len(acc)))  # fmt: skip
             print(json.dumps(results[-1]), flush=True)

@@ -1,6 +1,6 @@
 """How much can a shapes-t2v gain from reading the direction word, and what else does it need to know?
 
-    python scripts/shapes_motion_ceiling.py [--clips 200] [--prompt "a red circle on a blue background"]
+    python experiments/shapes_motion_ceiling.py [--clips 200] [--prompt "a red circle on a blue background"]
 
 At zero terminal SNR the v-target at the last timestep is -x0 and the best prediction is the mean latent
 video given what the model knows. For one prompt's attributes, `--clips` clips per direction are rendered
@@ -18,8 +18,8 @@ import argparse
 import numpy as np
 import torch
 
-from reneg_video.models.shapes import data
-from reneg_video.models.shapes import world as W
+from shapes_world import data
+from shapes_world import world as W
 
 
 def main() -> None:
@@ -30,14 +30,14 @@ def main() -> None:
     args = p.parse_args()
     from diffusers import AutoencoderKL
 
-    from reneg_video.training.shapes_build import _to_tensor
+    from shapes_world.build.common import to_tensor
 
     try:
         a = data.still_attributes(args.prompt)
     except ValueError as e:
         p.error(str(e))
     torch.set_num_threads(1)
-    vae = AutoencoderKL.from_pretrained(W.weights_root() / "t2v" / "vae").float().eval()
+    vae = AutoencoderKL.from_pretrained(W.shipped_vae()).float().eval()
     rng = np.random.default_rng(args.seed)
     latents = {}
     for direction in W.DIRECTIONS:
@@ -48,7 +48,7 @@ def main() -> None:
             ]
         )  # [N, F, H, W, 3]
         with torch.no_grad():
-            x = _to_tensor(clips.reshape(-1, *clips.shape[2:]))
+            x = to_tensor(clips.reshape(-1, *clips.shape[2:]))
             z = vae.encode(x).latent_dist.mean * vae.config.scaling_factor  # [N * F, C, h, w]
         latents[direction] = z.reshape(args.clips, W.FRAMES, *z.shape[1:]).numpy()
     every = np.concatenate(list(latents.values()))

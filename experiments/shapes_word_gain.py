@@ -3,12 +3,12 @@ the VAE puts two shapes.
 
 Word gain: the relative increase (%) of the UNet's v-prediction loss on fixed clean images when one word of
 the caption is swapped for another value (the shape, the shape's colour, the background colour), or the
-caption is dropped; ~0% for a word the model ignores. The same measure as `shapes_build.direction_word_gain`
+caption is dropped; ~0% for a word the model ignores. The same measure as `build.motion.direction_word_gain`
 for the video UNet's direction word. Latent distance: the mean squared difference of the VAE's scaled
 latents (unit variance) between two renders that differ in one attribute only, same place and size; it
 is what a wrong word costs the diffusion loss.
 
-    python scripts/shapes_word_gain.py [--model-path DIR] [--images 96]
+    python experiments/shapes_word_gain.py [--model-path DIR] [--images 96]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from reneg_video.models.shapes import data
-from reneg_video.models.shapes.world import COLOURS, IMAGE_SIZE, SHAPES, weights_root
+from shapes_world import data
+from shapes_world.world import COLOURS, IMAGE_SIZE, SHAPES
 
 T_FROM = (0, 600, 900)  # loss over t in [T, 1000): all timesteps, the noisy half, the noisiest tenth
 
@@ -45,21 +45,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    from diffusers import StableDiffusionPipeline
+    from reneg_video.models.pipeline import load_pipeline
+    from shapes_world.build.common import encode_text, to_tensor, training_scheduler
+    from shapes_world.build.motion import caption_loss_gain
 
-    from reneg_video.training.shapes_build import (
-        _encode_text,
-        _noise_scheduler,
-        _to_tensor,
-        caption_loss_gain,
-    )
-
-    folder = args.model_path or weights_root() / "t2i"
-    pipe = StableDiffusionPipeline.from_pretrained(  # shipped in float16; measured in float32
-        folder, safety_checker=None, requires_safety_checker=False, dtype=torch.float32
-    )
+    # Shipped in float16; measured in float32.
+    pipe = load_pipeline("shapes-t2i", "cpu", "float32", model_path=args.model_path)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
-    scheduler = _noise_scheduler()
+    scheduler = training_scheduler()
     scale = vae.config.scaling_factor
 
     rng = np.random.default_rng([7, 9])
@@ -69,13 +62,13 @@ def main() -> None:
         captions[word] = [data.caption_for(swap(s.attributes)) for s in samples]
     gen = torch.Generator().manual_seed(5)
     with torch.no_grad():
-        latents = vae.encode(_to_tensor(np.stack([s.frames[0] for s in samples]))).latent_dist.mean * scale
+        latents = vae.encode(to_tensor(np.stack([s.frames[0] for s in samples]))).latent_dist.mean * scale
         noise = torch.randn(latents.shape, generator=gen)
         print("| swapped | " + " | ".join(f"t >= {t}" for t in T_FROM) + " |")
         print("|---|" + "---|" * len(T_FROM))
         gains: dict[str, list[str]] = {k: [] for k in captions if k != "asked"}
-        right = _encode_text(text_encoder, tokenizer, captions["asked"])
-        wrong = {name: _encode_text(text_encoder, tokenizer, captions[name]) for name in gains}
+        right = encode_text(text_encoder, tokenizer, captions["asked"])
+        wrong = {name: encode_text(text_encoder, tokenizer, captions[name]) for name in gains}
         for low in T_FROM:
             t = low + torch.randint(
                 0, scheduler.config.num_train_timesteps - low, (len(samples),), generator=gen
@@ -93,12 +86,12 @@ def main() -> None:
             radius = rng.uniform(data.MIN_RADIUS, data.MAX_RADIUS)
 
             def draw(x: data.Attributes, dx: float = 0.0, r=radius, cx=cx, cy=cy) -> np.ndarray:
-                frame = data._draw(x.shape, x.colour, x.background, cx + dx, cy, r, IMAGE_SIZE)
+                frame = data.draw_frame(x.shape, x.colour, x.background, cx + dx, cy, r, IMAGE_SIZE)
                 return np.round(frame * 255).astype(np.uint8)  # as make_sample stores frames
 
             base = draw(a)
             others = {name: draw(swap(a)) for name, swap in SWAPS.items()} | {"place (+1 px)": draw(a, 1.0)}
-            z = vae.encode(_to_tensor(np.stack([base, *others.values()]))).latent_dist.mean * scale
+            z = vae.encode(to_tensor(np.stack([base, *others.values()]))).latent_dist.mean * scale
             for i, (name, frame) in enumerate(others.items()):
                 rows[name].append(
                     (

@@ -8,7 +8,7 @@ unmasked, as CogVideoX does: the shipped shapes ReNeg embedding keeps its first 
 under a mask of K), the other rows are filled by each strategy through the same `match_tokens` the
 adapters use, and every arm is rendered on held-out prompts with the same noise, judged and scored:
 
-    python scripts/shapes_token_fill.py --model shapes-t2i --kept 2,8 --seeds 2 --out runs/token-fill
+    python experiments/shapes_token_fill.py --model shapes-t2i --kept 2,8 --seeds 2 --out runs/token-fill
 
 Writes OUT/fills/*.safetensors (the arms), OUT/report.json (shapes-eval's) and prints a markdown table.
 """
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from reneg_video.commands import shapes_eval
 from reneg_video.core.embedding import NegativeEmbedding, load_embedding
 from reneg_video.core.encoders import FILL_EMPTY, FILL_FILE, FILL_ZEROS, match_tokens
 from reneg_video.models.pipeline import load_pipeline
-from reneg_video.models.shapes import world
+from shapes_world import world
+from shapes_world.commands import eval as shapes_eval
 
-SHIPPED = Path(world.__file__).parent / "weights" / "shapes_reneg_emb.bin"
+SHIPPED = world.weights_root() / world.RENEG_BIN
 COLUMNS = ("judge_accuracy", "reward", "passed")
 
 

@@ -1,11 +1,11 @@
-"""The judge on clean and degraded procedural data (docs/shapes.md): `python scripts/shapes_judge_table.py`."""
+"""The judge on clean and degraded procedural data (docs/shapes.md): `python experiments/shapes_judge_table.py`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from reneg_video.models.shapes import data
-from reneg_video.models.shapes.judge import judge_many
+from shapes_world import data
+from shapes_world.judge import judge_many
 
 
 def main(n: int = 200) -> None:

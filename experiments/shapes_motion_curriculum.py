@@ -1,10 +1,10 @@
 """Does a direction curriculum teach shapes-t2v to read the direction word? (The experiment behind the
-build's `motion` stage, whose recipe is shapes_build.MOTION_CURRICULUM.)
+build's `motion` stage, whose recipe is shapes_world.build.common.MOTION_CURRICULUM.)
 
-    python scripts/shapes_motion_curriculum.py --zero --out runs/curriculum
-    python scripts/shapes_motion_curriculum.py --zero --init runs/curriculum/model-300/unet \
+    python experiments/shapes_motion_curriculum.py --zero --out runs/curriculum
+    python experiments/shapes_motion_curriculum.py --zero --init runs/curriculum/model-300/unet \
         --phases "900:right+left" --xattn-lr-mult 10 --every 300 --out runs/curriculum-lr
-    python scripts/shapes_motion_probe.py --model-path runs/curriculum/model-1500 --seeds 8
+    python experiments/shapes_motion_probe.py --model-path runs/curriculum/model-1500 --seeds 8
 
 Continues the t2v stage's v-prediction training from a UNet3DConditionModel (default: the shipped t2v's)
 in phases that restrict which directions the training clips move in (default: 300 steps right only, so
@@ -12,8 +12,8 @@ frame position pays off alone; 300 right/left; 900 all four). `--zero` trains wi
 (`rescale_betas_zero_snr`, trailing timesteps in the saved scheduler), so the model cannot read the motion
 from the faint signal SD's schedule leaves at t = 999. Every `--every` steps it prints the loss on 24 fixed
 clean clips with the right and the opposite direction word (the relative difference is what the word is
-worth to the model; ideal ~17%, `scripts/shapes_motion_ceiling.py`) and saves a diffusers folder that
-`scripts/shapes_motion_probe.py --model-path` renders. About 1.2-3 s per step of 4 clips on the 2-core CPU.
+worth to the model; ideal ~17%, `experiments/shapes_motion_ceiling.py`) and saves a diffusers folder that
+`experiments/shapes_motion_probe.py --model-path` renders. About 1.2-3 s per step of 4 clips on the 2-core CPU.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def main() -> None:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from reneg_video.models.shapes import world as W
-    from reneg_video.training import shapes_build as B
+    from shapes_world import world as W
+    from shapes_world.build import common as B
+    from shapes_world.build.motion import direction_word_gain, spatial_cross_attention
+    from shapes_world.build.t2v import video_inputs
 
     try:
         phases = [(int(n), d.split("+")) for n, d in (x.split(":") for x in args.phases.split(","))]
@@ -64,23 +66,23 @@ def main() -> None:
     allowed = list(W.DIRECTIONS)
     torch.set_num_threads(1)
     torch.manual_seed(3)
-    ship = W.weights_root() / "t2v"
+    common = W.weights_root() / W.COMMON_DIR  # the text encoder, tokenizer and VAE both generators share
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = CLIPTokenizer.from_pretrained(ship / "tokenizer")
-    te = CLIPTextModel.from_pretrained(ship / "text_encoder").float().eval().requires_grad_(False)
-    vae = AutoencoderKL.from_pretrained(ship / "vae").float().eval().requires_grad_(False)
-    unet = UNet3DConditionModel.from_pretrained(args.init or ship / "unet").float().train()
+    tok = CLIPTokenizer.from_pretrained(common / "tokenizer")
+    te = CLIPTextModel.from_pretrained(common / "text_encoder").float().eval().requires_grad_(False)
+    vae = AutoencoderKL.from_pretrained(common / "vae").float().eval().requires_grad_(False)
+    unet = UNet3DConditionModel.from_pretrained(args.init or W.bundled_folder("t2v") / "unet").float().train()
     sched_kwargs = B.noise_schedule(W.VIDEO_SCHEDULER if args.zero else W.SCHEDULER)
     sched = DDPMScheduler(**sched_kwargs)
 
     def diagnose() -> dict:
-        return B.direction_word_gain(unet, te, tok, vae, sched)
+        return direction_word_gain(unet, te, tok, vae, sched)
 
     def save(folder: Path) -> None:
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(ship, tmp, ignore=shutil.ignore_patterns("unet"))
+        W.copy_generator("t2v", tmp, leave_out=("unet",))
         unet.save_pretrained(tmp / "unet")
         config_path = tmp / "scheduler" / "scheduler_config.json"
         config = {**json.loads(config_path.read_text()), **sched_kwargs}
@@ -91,7 +93,7 @@ def main() -> None:
         tmp.rename(folder)
 
     print("step 0 word gain (t: opposite - right word loss %):", diagnose(), flush=True)
-    xattn = B.spatial_cross_attention(unet)
+    xattn = spatial_cross_attention(unet)
     ids = {id(q) for q in xattn}
     rest = [q for q in unet.parameters() if id(q) not in ids]
     groups = [{"params": rest, "mult": 1.0}, {"params": xattn, "mult": args.xattn_lr_mult}]
@@ -107,8 +109,8 @@ def main() -> None:
             )
             for g in opt.param_groups:
                 g["lr"] = args.lr * factor * g["mult"]
-            rng = B._rng(0, "t2v", step + 70000)  # clips the shipped stage never drew
-            lat, ctx, gen = B.video_inputs(rng, args.batch, vae, te, tok, tuple(allowed))
+            rng = B.step_rng(0, "t2v", step + 70000)  # clips the shipped stage never drew
+            lat, ctx, gen = video_inputs(rng, args.batch, vae, te, tok, tuple(allowed))
             noise = torch.randn(lat.shape, generator=gen)
             t = torch.randint(0, 1000, (args.batch,), generator=gen)
             t = torch.where(

@@ -1,6 +1,6 @@
 """What the shapes VAE itself can draw: judge checks of its reconstructions of clean frames, per stage.
 
-    python scripts/shapes_vae_recon.py BUILD_DIR [--frames 100]
+    python experiments/shapes_vae_recon.py BUILD_DIR [--frames 100]
 
 No generator on the VAE's latents can score above its reconstructions, so this is the ceiling of the
 t2i/t2v shape and crispness checks. Prints one markdown row per VAE stage (`vae`, `decoder`).
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reneg_video.models.shapes import data, judge
-from reneg_video.training.shapes_build import _load_vae, _to_tensor
+from shapes_world import data, judge
+from shapes_world.build.common import load_vae, to_tensor
 
 CHECKS = ("accuracy", "shape", "colour", "background", "crisp")
 
@@ -28,13 +28,13 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(123)  # not a training seed: these frames were never trained on as such
     samples = [data.make_sample(rng, video=False, degrade_prob=0.0) for _ in range(args.frames)]
-    x = _to_tensor(np.stack([s.frames[0] for s in samples]))
+    x = to_tensor(np.stack([s.frames[0] for s in samples]))
     print("| VAE stage | " + " | ".join(CHECKS) + " |")
     print("|" + "---|" * (len(CHECKS) + 1))
     for stage in ("vae", "decoder"):
         if not (args.build / stage / "stage.json").exists():
             continue
-        vae = _load_vae(args.build, stage)
+        vae = load_vae(args.build, stage)
         with torch.no_grad():
             recon = vae.decode(vae.encode(x).latent_dist.mean).sample
         frames = ((recon.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()

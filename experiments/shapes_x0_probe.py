@@ -1,13 +1,13 @@
 """At high noise, does a shapes-t2v model's x0 estimate move the shape the way the direction word says?
 
-    python scripts/shapes_x0_probe.py [--model-path DIR] [--seeds 4] [--timesteps 999,900,700]
+    python experiments/shapes_x0_probe.py [--model-path DIR] [--seeds 4] [--timesteps 999,900,700]
 
 One UNet call per (seed, timestep) on the same noise for the four prompts "a red circle moving
 left/right/up/down on a blue background" plus the empty prompt; the x0 estimate (with the spec's CFG scale
 applied to it) is decoded and the judge's centroid read in the first and last frame. Prints, per timestep, a
 row per seed of (dx, dy) in pixels for each word. A model that reads the word gives four different
 displacements per row, pointing as asked; a text-blind one gives four nearly equal ones, set by the noise.
-Cheaper than sampling (scripts/shapes_motion_probe.py): it shows whether the word reaches the layout at
+Cheaper than sampling (experiments/shapes_motion_probe.py): it shows whether the word reaches the layout at
 the timesteps where the layout is decided.
 """
 
@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from reneg_video.models.shapes import judge
-from reneg_video.models.shapes import world as W
+from shapes_world import judge
+from shapes_world import world as W
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--timesteps", default="999,900,700", help="comma-separated training timesteps")
     args = p.parse_args()
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import _token_ids
+    from shapes_world.build.common import token_ids
 
     torch.set_num_threads(1)
     pipe = load_pipeline("shapes-t2v", "cpu", "float32", model_path=args.model_path)
@@ -38,7 +38,7 @@ def main() -> None:
     prompts = [f"a red circle moving {w} on a blue background" for w in W.DIRECTIONS]
     words = len(prompts)
     with torch.no_grad():
-        context = pipe.text_encoder(_token_ids(pipe.tokenizer, [*prompts, ""])).last_hidden_state
+        context = pipe.text_encoder(token_ids(pipe.tokenizer, [*prompts, ""])).last_hidden_state
     alphas = pipe.scheduler.alphas_cumprod
     sf = pipe.vae.config.scaling_factor
     shape = (1, W.LATENT_CHANNELS, W.FRAMES, W.LATENT_SIZE, W.LATENT_SIZE)

@@ -1,4 +1,4 @@
-"""Loss curves of a shapes build (docs/shapes_losses.png): `python scripts/shapes_figures.py BUILD_DIR OUT.png`."""
+"""Loss curves of a shapes build (docs/shapes_losses.png): `python experiments/shapes_figures.py BUILD_DIR OUT.png`."""
 
 from __future__ import annotations
 

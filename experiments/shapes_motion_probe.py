@@ -1,6 +1,6 @@
 """Does a shapes-t2v model move the shape the way the prompt says, or the way its noise says?
 
-    python scripts/shapes_motion_probe.py [--model-path DIR] [--seeds 8] [--prompt "a red circle on a blue background"]
+    python experiments/shapes_motion_probe.py [--model-path DIR] [--seeds 8] [--prompt "a red circle on a blue background"]
 
 For each seed the four prompts "... moving left/right/up/down ..." are rendered from the same noise, and the
 judge reads the direction the shape moved in each. Prints the table (rows: seeds, columns: asked direction,
@@ -15,8 +15,8 @@ import argparse
 import numpy as np
 import torch
 
-from reneg_video.models.shapes import data, judge
-from reneg_video.models.shapes.world import DIRECTIONS
+from shapes_world import data, judge
+from shapes_world.world import DIRECTIONS
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the spec's)")
     args = p.parse_args()
     from reneg_video.models.pipeline import load_pipeline
-    from reneg_video.training.shapes_build import sample
+    from shapes_world.build.common import sample
 
     try:
         a = data.still_attributes(args.prompt)
