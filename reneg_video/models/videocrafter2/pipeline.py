@@ -242,6 +242,18 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
         frames = [self.vae.decode(latents[:, :, i]).sample for i in range(latents.shape[2])]
         return torch.stack(frames, dim=2).float()
 
+    def prepare_latents(
+        self, shape: tuple[int, ...], generator, device: torch.device, latents: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The initial noise [B, C, F, h, w]: drawn from `generator`, or `latents` checked against `shape`."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise UsageError(
+                f"VideoCrafter2Pipeline: latents shape {list(latents.shape)}; expected {list(shape)}"
+            )
+        return latents.to(device=device, dtype=self.unet.dtype)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -288,13 +300,7 @@ class VideoCrafter2Pipeline(DiffusionPipeline):
 
         latent_h, latent_w = height // self.vae_scale_factor, width // self.vae_scale_factor
         shape = (videos, self.unet.config.in_channels, num_frames, latent_h, latent_w)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        elif tuple(latents.shape) != shape:
-            raise UsageError(
-                f"VideoCrafter2Pipeline: latents shape {list(latents.shape)}; expected {list(shape)}"
-            )
-        latents = latents.to(device=device, dtype=self.unet.dtype)
+        latents = self.prepare_latents(shape, generator, device, latents)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = [int(t) for t in self.scheduler.timesteps]

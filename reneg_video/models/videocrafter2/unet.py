@@ -234,6 +234,23 @@ class UpLevel(_Level):
         return h
 
 
+def _check_ported(options: dict[str, tuple[bool, bool]], widths: list[int], num_head_channels: int) -> None:
+    """Refuse lvdm options (name: (value, the value ported)) this port does not implement, and level widths
+    that GroupNorm's groups or the attention heads do not divide."""
+    for name, (value, ported) in options.items():
+        if value != ported:
+            raise CheckpointError(
+                f"VideoCrafter2UNet: {name}={value} is not ported (VideoCrafter2's config uses {ported}); "
+                f"use {name}={ported}"
+            )
+    for width in widths:
+        if width % NORM_GROUPS or width % num_head_channels:
+            raise CheckpointError(
+                f"VideoCrafter2UNet: level width {width} must be a multiple of {NORM_GROUPS} (GroupNorm groups) "
+                f"and of num_head_channels={num_head_channels}; change model_channels or channel_mult"
+            )
+
+
 class VideoCrafter2UNet(ModelMixin, ConfigMixin):
     """VideoCrafter2's text-to-video UNet (lvdm `UNetModel`); defaults = `inference_t2v_512_v2.0.yaml`.
 
@@ -271,24 +288,16 @@ class VideoCrafter2UNet(ModelMixin, ConfigMixin):
         fps_cond: bool = True,
     ) -> None:
         super().__init__()
-        unsupported = {
-            "use_linear": (use_linear, True),
-            "temporal_selfatt_only": (temporal_selfatt_only, True),
-            "use_relative_position": (use_relative_position, False),
-            "use_causal_attention": (use_causal_attention, False),
-        }
-        for name, (value, ported) in unsupported.items():
-            if value != ported:
-                raise CheckpointError(
-                    f"VideoCrafter2UNet: {name}={value} is not ported (VideoCrafter2's config uses {ported}); "
-                    f"use {name}={ported}"
-                )
-        for width in [model_channels * m for m in channel_mult]:
-            if width % NORM_GROUPS or width % num_head_channels:
-                raise CheckpointError(
-                    f"VideoCrafter2UNet: level width {width} must be a multiple of {NORM_GROUPS} (GroupNorm groups) "
-                    f"and of num_head_channels={num_head_channels}; change model_channels or channel_mult"
-                )
+        _check_ported(
+            {
+                "use_linear": (use_linear, True),
+                "temporal_selfatt_only": (temporal_selfatt_only, True),
+                "use_relative_position": (use_relative_position, False),
+                "use_causal_attention": (use_causal_attention, False),
+            },
+            [model_channels * m for m in channel_mult],
+            num_head_channels,
+        )
         cfg = {
             "num_head_channels": num_head_channels,
             "transformer_depth": transformer_depth,
@@ -314,8 +323,17 @@ class VideoCrafter2UNet(ModelMixin, ConfigMixin):
             else None
         )
 
+        self._build_levels(model_channels, channel_mult, temb, attention_resolutions, cfg)
+        self.conv_norm_out = nn.GroupNorm(NORM_GROUPS, model_channels, eps=RESNET_EPS)
+        self.conv_out = nn.Conv2d(model_channels, out_channels, 3, padding=1)
+
+    def _build_levels(
+        self, model_channels: int, channel_mult: tuple[int, ...], temb: int, attention_resolutions, cfg: dict
+    ) -> None:
+        """down_blocks, mid_block and up_blocks, in this order (the order their weights are drawn in), each up
+        level taking the skip connections of its down level in reverse."""
         widths = [model_channels * m for m in channel_mult]
-        levels = len(widths)
+        num_res_blocks, levels = cfg["num_res_blocks"], len(widths)
         self.down_blocks = nn.ModuleList()
         skip_channels = [model_channels]
         ch, ds = model_channels, 1
@@ -337,9 +355,6 @@ class VideoCrafter2UNet(ModelMixin, ConfigMixin):
                 ch = width
             self.up_blocks.append(UpLevel(ins, width, temb, ds in attention_resolutions, level == 0, cfg))
             ds = ds // 2 if level else ds
-
-        self.conv_norm_out = nn.GroupNorm(NORM_GROUPS, model_channels, eps=RESNET_EPS)
-        self.conv_out = nn.Conv2d(model_channels, out_channels, 3, padding=1)
 
     def _check_inputs(
         self, sample: torch.Tensor, encoder_hidden_states: torch.Tensor, fps: int | torch.Tensor | None
