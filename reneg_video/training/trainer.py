@@ -306,6 +306,33 @@ class Trainer:
             tmp.write_text("".join(line + "\n" for line in kept))
 
     # --- the run ------------------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict:
+        """One optimiser step over the global batch (its micro-batches accumulated); its metrics line:
+        step (1-based), loss and reward averaged over the processes, learning rate, seconds."""
+        c, acc = self.config, self.accelerator
+        step_start = time.perf_counter()
+        grad_index = self.grad_step_index(step)
+        losses, rewards = [], []
+        for micro in range(c.grad_accum):
+            with acc.accumulate(self.model):
+                loss, reward = self.loss_and_reward(self.sample_indices(step, micro), grad_index)
+                acc.backward(loss)
+                if c.max_grad_norm and acc.sync_gradients:  # ReFL clips the gradient norm (to 1.0)
+                    acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            losses.append(loss.detach())
+            rewards.append(reward)
+        lr = self.lr_scheduler.get_last_lr()[0]
+        self.lr_scheduler.step()
+        return {
+            "step": step + 1,
+            "loss": acc.gather(torch.stack(losses).mean()[None]).mean().item(),
+            "reward": acc.gather(torch.cat(rewards)).mean().item(),
+            "lr": lr,
+            "seconds": round(time.perf_counter() - step_start, 4),
+        }
+
     def train(self) -> dict:
         from tqdm.auto import tqdm
 
@@ -331,35 +358,12 @@ class Trainer:
         start_time = time.perf_counter()
         last = {}
         for step in range(self.start_step, c.steps):
-            step_start = time.perf_counter()
-            grad_index = self.grad_step_index(step)
-            losses, rewards = [], []
-            for micro in range(c.grad_accum):
-                with acc.accumulate(self.model):
-                    loss, reward = self.loss_and_reward(self.sample_indices(step, micro), grad_index)
-                    acc.backward(loss)
-                    if c.max_grad_norm and acc.sync_gradients:  # ReFL clips the gradient norm (to 1.0)
-                        acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad()
-                losses.append(loss.detach())
-                rewards.append(reward)
-            lr = self.lr_scheduler.get_last_lr()[0]
-            self.lr_scheduler.step()
-            loss_mean = acc.gather(torch.stack(losses).mean()[None]).mean().item()
-            reward_mean = acc.gather(torch.cat(rewards)).mean().item()
-            last = {
-                "step": step + 1,
-                "loss": loss_mean,
-                "reward": reward_mean,
-                "lr": lr,
-                "seconds": round(time.perf_counter() - step_start, 4),
-            }
+            last = self.train_step(step)
             if self.main:
                 with open(metrics_path, "a") as f:
                     f.write(json.dumps(last) + "\n")
             bar.update(1)
-            bar.set_postfix(reward=f"{reward_mean:.3f}", loss=f"{loss_mean:.3f}")
+            bar.set_postfix(reward=f"{last['reward']:.3f}", loss=f"{last['loss']:.3f}")
             if c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < c.steps:
                 self.save_checkpoint(step + 1)
         bar.close()
