@@ -49,50 +49,56 @@ def _time_cuda(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _gpu_video_rows(kind: str, device: torch.device, tflops: float, repeats: int) -> list[Row]:
-    """Ours (attach + memory auto) vs plain diffusers defaults, and ours vs the compute floor."""
-    from ..core.embedding import NegativeEmbedding
+def _full_size_pipeline(kind: str) -> tuple[Any, Any, int, float, tuple[int, int, int, int, float]]:
+    """`kind`'s full-size model with random weights (its compute is what is measured): the pipeline, its
+    text-encoder family and token count, its TFLOP per CFG step, and (frames, height, width, steps,
+    guidance) of its default call."""
     from ..core.encoders import OPENCLIP_H, T5_XXL
-    from ..core.inject import attach, detached
-    from ..core.memory import apply_memory_preset
 
-    dtype = torch.float16 if kind == "zeroscope" else torch.bfloat16
     if kind == "zeroscope":
         from diffusers import TextToVideoSDPipeline, UNet3DConditionModel
 
         from ..models.standins import _ddim, clip_tokenizer, text_encoder
 
-        family, tokens, tflop_step = OPENCLIP_H, 77, ZEROSCOPE_TFLOP_PER_STEP
-        frames, height, width, steps, guidance = 24, 320, 576, 40, 9.0
         tok = clip_tokenizer()
         unet = UNet3DConditionModel(sample_size=32, cross_attention_dim=1024)  # ZeroScope v2 576w
         pipe = TextToVideoSDPipeline(
             vae=sd_vae(),
-            text_encoder=text_encoder(family, len(tok)),
+            text_encoder=text_encoder(OPENCLIP_H, len(tok)),
             tokenizer=tok,
             unet=unet,
             scheduler=_ddim(),
         )
-    else:
-        from diffusers import (
-            AutoencoderKLLTXVideo,
-            FlowMatchEulerDiscreteScheduler,
-            LTXPipeline,
-            LTXVideoTransformer3DModel,
-        )
+        return pipe, OPENCLIP_H, 77, ZEROSCOPE_TFLOP_PER_STEP, (24, 320, 576, 40, 9.0)
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
 
-        from ..models.standins import t5_tokenizer, text_encoder
+    from ..models.standins import t5_tokenizer, text_encoder
 
-        family, tokens, tflop_step = T5_XXL, 128, LTX_TFLOP_PER_STEP
-        frames, height, width, steps, guidance = 121, 512, 768, 50, 3.0
-        tok = t5_tokenizer()
-        pipe = LTXPipeline(
-            scheduler=FlowMatchEulerDiscreteScheduler(),
-            vae=AutoencoderKLLTXVideo(),  # the class defaults are LTX-Video's VAE
-            text_encoder=text_encoder(family, len(tok)),
-            tokenizer=tok,
-            transformer=LTXVideoTransformer3DModel(),  # the class defaults are LTX-Video 2B
-        )
+    tok = t5_tokenizer()
+    pipe = LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=AutoencoderKLLTXVideo(),  # the class defaults are LTX-Video's VAE
+        text_encoder=text_encoder(T5_XXL, len(tok)),
+        tokenizer=tok,
+        transformer=LTXVideoTransformer3DModel(),  # the class defaults are LTX-Video 2B
+    )
+    return pipe, T5_XXL, 128, LTX_TFLOP_PER_STEP, (121, 512, 768, 50, 3.0)
+
+
+def _gpu_video_rows(kind: str, device: torch.device, tflops: float, repeats: int) -> list[Row]:
+    """Ours (attach + memory auto) vs plain diffusers defaults, and ours vs the compute floor."""
+    from ..core.embedding import NegativeEmbedding
+    from ..core.encoders import OPENCLIP_H
+    from ..core.inject import attach, detached
+    from ..core.memory import apply_memory_preset
+
+    dtype = torch.float16 if kind == "zeroscope" else torch.bfloat16
+    pipe, family, tokens, tflop_step, (frames, height, width, steps, guidance) = _full_size_pipeline(kind)
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     tensor = torch.randn(1, tokens, family.width)
@@ -106,7 +112,6 @@ def _gpu_video_rows(kind: str, device: torch.device, tflops: float, repeats: int
     call.update(num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
     plain_neg: dict[str, Any] = {"negative_prompt_embeds": tensor.to(device, dtype)}
     if mask is not None:
-        plain_neg["negative_prompt_embeds"] = tensor.to(device, dtype)
         plain_neg["negative_prompt_attention_mask"] = mask.to(device)
 
     def ours() -> dict[str, Any]:
