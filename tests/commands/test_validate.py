@@ -1,0 +1,102 @@
+"""reneg-validate on the stand-ins: the report's shape, its statistics, and its videos in Chromium."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reneg_video.commands.validate import main
+from reneg_video.core.export import validate_mp4
+
+from ..browser import video_states
+from ..conftest import SHARED
+
+PROMPTS = SHARED / "prompts" / "reno_example_prompts.txt"
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    from ..conftest import shared_file
+
+    if not PROMPTS.exists():
+        pytest.skip(f"{PROMPTS} not found")
+    out = tmp_path_factory.mktemp("validate") / "report"
+    code = main(["--model", "tiny-zeroscope", "--neg", str(shared_file("sd2.1_reneg_emb.bin")), "--prompts-file",
+                 str(PROMPTS), "--max-prompts", "2", "--seeds", "1", "--reward", "tiny-imagereward", "--frames", "2",
+                 "--height", "32", "--width", "32", "--steps", "1", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_report_json_shape(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["standin"] is True and set(report["mean_reward"]) == {"null", "handcrafted", "reneg"}
+    assert set(report["win_rate"]) == {"reneg_vs_null", "reneg_vs_handcrafted"}
+    assert report["n"] == {"prompts": 2, "seeds": 1, "videos": 6}
+    for base in ("null", "handcrafted"):
+        win, diff = report["win_rate"][f"reneg_vs_{base}"], report["paired_difference"][f"reneg_minus_{base}"]
+        assert win["method"] == "wilson" and win["low"] <= win["rate"] <= win["high"]
+        assert diff["low"] <= diff["mean"] <= diff["high"]
+        assert report["verdict"][base].startswith(f"ReNeg beats {base} on {win['wins']} of 2 prompts")
+    for arm, values in report["arms"].items():
+        assert values["mean"] == report["mean_reward"][arm]
+    assert len(report["prompts"]) == 2
+    for row in report["prompts"]:
+        for entry in row["seeds"]:
+            for arm, name in entry["videos"].items():
+                assert validate_mp4(report_dir / name, 2)["frames"] == 2
+                assert len(entry["frames"][arm]) == 2
+            assert (report_dir / entry["curve"]).stat().st_size > 0
+
+
+def test_report_videos_load_in_headless_chromium(report_dir, tmp_path):
+    states = video_states(report_dir / "index.html", tmp_path / "chromium-profile")
+    assert len(states) == 6  # 2 prompts x 1 seed x 3 arms
+    for ready, duration in states:
+        assert ready == 4, states  # HAVE_ENOUGH_DATA
+        assert duration == pytest.approx(2 / 8, abs=0.01)  # 2 frames at the stand-in's 8 fps
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    base = ["--model", "tiny-zeroscope", "--neg", str(SHARED / "reneg" / "sd2.1_reneg_emb.bin"),
+            "--prompts-file", str(PROMPTS), "--out", str(tmp_path / "r")]  # fmt: skip
+    for extra, word in ((["--seeds", "0"], "--seeds 0"), (["--reward", "nope"], "unknown reward"),
+                        (["--max-prompts", "0"], "--max-prompts 0")):  # fmt: skip
+        assert main([*base, *extra]) == 2
+        assert word in capsys.readouterr().err
+    sd = ["--model", "tiny-sd21", *base[2:]]
+    assert main(sd) == 2 and "image model" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _pixels_near(png, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    return int((np.abs(image - np.array(rgb)).max(axis=-1) <= tolerance).sum())
+
+
+def test_paired_difference_plot_shows_in_headless_chromium(report_dir, tmp_path):
+    """Opened from disk, the page shows the plot: its colour covers many pixels of the screenshot, and
+    does not where the same page has the plot's <img> pointing nowhere (same layout, no plot)."""
+    from reneg_video.render.report import DIFF_COLOR
+
+    from ..browser import screenshot
+
+    rgb = tuple(int(DIFF_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    text = (report_dir / "index.html").read_text()
+    assert "src='paired_differences.png'" in text and (report_dir / "paired_differences.png").is_file()
+    # The stand-in's videos are coloured noise and may hold the plot's colour too: hide them in both pages,
+    # so that only the plot can make the difference.
+    hidden = text.replace("<style>", "<style>video{visibility:hidden}", 1)
+    assert hidden != text
+    page = report_dir / "plot.html"
+    page.write_text(hidden)
+    control = report_dir / "control.html"
+    control.write_text(hidden.replace("src='paired_differences.png'", "src='missing.png'"))
+    shown = _pixels_near(screenshot(page, tmp_path / "page.png", tmp_path / "profile-a"), rgb)
+    absent = _pixels_near(screenshot(control, tmp_path / "control.png", tmp_path / "profile-b"), rgb)
+    print(f"plot-coloured pixels: {shown} with the plot, {absent} without")
+    assert shown > 2000 and absent < shown / 10
