@@ -2,7 +2,9 @@
 """Does `torch.compile` of the denoiser pay off? tiny-zeroscope, eager vs compiled UNet, alternated.
 
 Prints the first compiled call (compilation included) and the medians of the later calls of both arms.
-`--compile` is offered by the CLI only if this (and the GPU run) shows a win; see docs/benchmarks.md.
+The CLI has no compile option of its own: `--speed fastest` compiles the denoiser's repeated blocks, on
+CUDA only, because on CPU this check found the compile time far above what one run saves
+(docs/benchmarks.md, "torch.compile"). A wider option waits for a GPU run that shows a win.
 
     PYTHONPATH=. python scripts/compile_check.py [--frames 8] [--size 64] [--steps 4] [--repeats 5]
 """

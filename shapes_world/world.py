@@ -204,5 +204,5 @@ SCHEDULER = dict(
 # shapes-t2v's schedule after the build's motion stage: zero terminal SNR (Lin et al. 2023, "Common
 # Diffusion Noise Schedules and Sample Steps are Flawed"), sampled from t = 999 with trailing spacing. With
 # SD's schedule the clip's motion survives faintly at t = 999, so the model never had to read the
-# direction word (docs/shapes.md, "Why shapes-t2v did not move as asked").
+# direction word (docs/shapes-history.md, "Why shapes-t2v did not move as asked (v3)").
 VIDEO_SCHEDULER = dict(SCHEDULER, rescale_betas_zero_snr=True, timestep_spacing="trailing")

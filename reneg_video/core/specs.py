@@ -79,9 +79,9 @@ class AdapterSpec:
     aliases: tuple[str, ...] = ()
     description: str = ""
     repo_id: str | None = None  # Hugging Face repo, loaded from the local cache only
-    bundled: str | None = (
-        None  # "<world>/<name>": weights shipped in reneg_video/models/<world>/weights/<name>
-    )
+    # "<package>:<folder>", e.g. "shapes_world:weights/t2v": weights shipped inside an importable package
+    # (models.pipeline.bundled_folder finds them wherever it is installed).
+    bundled: str | None = None
     standin: bool = False  # built offline with seeded random weights: outputs noise
     gpu_dtype: str = "float16"
     fps_arg: str | None = None  # pipeline argument taking the frame rate (LTX: frame_rate)

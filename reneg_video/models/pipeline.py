@@ -95,7 +95,7 @@ def spec_for_folder(folder: Path) -> AdapterSpec:
     if not candidates:
         raise SpecError(
             f"{folder}: no adapter spec for pipeline {class_name} with text width {width}; "
-            "write one (see adapters/zeroscope.toml) and pass it with --adapter PATH.toml"
+            "write one (see reneg_video/specs/zeroscope.toml) and pass it with --adapter PATH.toml"
         )
     path = str(folder.resolve()).lower()
     for spec in candidates.values():

@@ -58,11 +58,11 @@ class MotionRun:
 
 
 R, L, D, U = "right", "left", "down", "up"
-# The direction curriculum as measured (docs/shapes.md, "Teaching shapes-t2v the direction word"): frame
-# position first (one direction only), then each new direction as a minority of the clips while the
-# learned ones keep their motion in place, so reading the word is the cheapest way to lower the loss
-# (balanced phases instead unlearn the motion: follows 0.219). The four runs of the experiment, each with
-# its own optimizer and schedule.
+# The direction curriculum as measured (docs/shapes-history.md, "Why shapes-t2v did not move as asked (v3)"
+# and "In the build (v4)"): frame position first (one direction only), then each new direction as a
+# minority of the clips while the learned ones keep their motion in place, so reading the word is the
+# cheapest way to lower the loss (balanced phases instead unlearn the motion: follows 0.219). The four
+# runs of the experiment, each with its own optimizer and schedule.
 MOTION_CURRICULUM = (
     MotionRun(((300, (R,)),), schedule_steps=1500),
     MotionRun(((300, (R,) * 9 + (L,)), (300, (R,) * 3 + (L,))), schedule_steps=900, xattn_lr_mult=10.0),
@@ -95,7 +95,8 @@ class MotionSteps:
 class PolishSteps:
     """The polish stage: the motion stage's t2v trained on all four directions at once, its weights
     averaged (EMA_DECAY) and the average shipped. The motion stage ends mid-curriculum with live weights,
-    whose clips change shape from frame to frame (docs/shapes.md, "The polish stage")."""
+    whose clips change shape from frame to frame (docs/shapes-history.md, "The polish stage: the experiment
+    (v5)")."""
 
     steps: int = 600
     batch: int = 4
@@ -123,7 +124,8 @@ class BuildConfig:
     eval_steps: int = 20
     eval_guidance: float = 5.0
     # shapes-t2v's spec default: zero-terminal-SNR models over-saturate at high CFG (Lin et al.); at 5 the
-    # motion-stage t2v's frames lost their crispness (0.00 vs 1.00 at 2.5, docs/shapes.md).
+    # motion-stage t2v's frames lost their crispness (0.00 vs 1.00 at 2.5; docs/shapes-history.md, "Why
+    # shapes-t2v did not move as asked (v3)").
     eval_guidance_t2v: float = 2.5
     checkpoint_every: int = 200
     # A trained AutoencoderKL folder (e.g. the shipped weights/common/vae) taken as the build's VAE instead of
