@@ -1,12 +1,14 @@
 """`reneg-validate`: does a transferred embedding make videos better? A/B/C over a prompt set.
 
 For every prompt and seed three arms are rendered with the same initial noise: null text (the plain
-pipeline), the handcrafted negative prompt (default: the ReNeg paper's), and the ReNeg embedding. Every
+pipeline), the handcrafted negative prompt (default: the ReNeg paper's), and the ReNeg embedding
+(`--arms null,reneg` renders and compares only those). Every
 frame is scored; a video's score is its mean frame reward. Reported (`core.stats`): the mean reward per
 arm and the paired difference ReNeg minus each baseline, each with a nested bootstrap interval (prompts,
 then seeds within prompts); the per-prompt win rate with a Wilson interval; n; a verdict in words.
 Written: `report.json`, a static `index.html` that works opened from disk (paired-difference plot, videos
-side by side, per-frame curves as PNG), the videos.
+side by side, per-frame curves as PNG), the videos. The console gets the verdicts and the report's path
+(`--json`: the summary as JSON on stdout, for scripts).
 
 The (prompt, seed, arm) items are shared out over the processes of `accelerate launch` (`core.shard`);
 each finished item is written atomically, the main process merges, and `--resume` completes a run that
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from ..core.errors import ReNegError, UsageError
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, baseline_negative
+from ..render.report import ARMS, BASELINES
 from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 
@@ -55,7 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts-file", required=True, metavar="FILE", help="one prompt per line")
     p.add_argument("--max-prompts", type=int, help="use only the first K prompts")
     p.add_argument("--seeds", type=int, default=2, help="seeds per prompt (0..N-1); default 2")
-    p.add_argument("--reward", default="imagereward", help="reward or ensemble scoring every frame")
+    p.add_argument(
+        "--reward",
+        default="imagereward",
+        help="reward or ensemble scoring every frame, e.g. imagereward:1,hpsv2:5 (default imagereward)",
+    )
+    p.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help=f"arms to render and compare, comma-separated: reneg and one or both of {', '.join(BASELINES)} "
+        f"(default {','.join(ARMS)})",
+    )
     p.add_argument(
         "--negative-prompt",
         default=None,
@@ -87,11 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every process on CPU (under `accelerate launch --multi_gpu`: gloo processes on CPU)",
     )
     add_speed_option(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary (n, arms, differences, win rates, verdicts, effective settings) as JSON on "
+        "stdout, the verdicts on stderr",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def parse_arms(text: str) -> tuple[str, ...]:
+    """`--arms` as a tuple in `ARMS`' order: reneg and at least one baseline, else a one-line refusal."""
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if name not in ARMS:
+            raise UsageError(
+                f"--arms {text}: unknown arm {name!r}; expected a comma-separated subset of "
+                f"{', '.join(ARMS)} (e.g. --arms null,reneg)"
+            )
+    arms = tuple(arm for arm in ARMS if arm in names)
+    if "reneg" not in arms or len(arms) < 2:
+        raise UsageError(
+            f"--arms {text}: nothing to compare; expected reneg and at least one of {', '.join(BASELINES)} "
+            "(e.g. --arms null,reneg)"
+        )
+    return arms
 
 
 def run(argv: list[str] | None = None) -> dict | None:
     """Validate; returns the report in the main process, None in the others."""
+    return validate(build_parser().parse_args(argv))
+
+
+def validate(args: argparse.Namespace) -> dict | None:
+    """Check the parsed options, then render, score and report (`render.validate`)."""
     from ..core.embedding import load_embedding
     from ..core.inject import check_embedding
     from ..core.shard import check_run_folder
@@ -100,7 +143,7 @@ def run(argv: list[str] | None = None) -> dict | None:
     from ..models.pipeline import resolve_device, resolve_dtype, resolve_model, resolve_spec
     from ..rewards import check_reward_name, parse_reward_spec
 
-    args = build_parser().parse_args(argv)
+    arms = parse_arms(args.arms)
     spec = resolve_spec(args.model)
     if spec.kind != "video":
         raise UsageError(f"--model {spec.name}: an image model; reneg-validate compares videos")
@@ -130,6 +173,8 @@ def run(argv: list[str] | None = None) -> dict | None:
         "handcrafted_negative": handcrafted,
         "settings": settings.as_dict(),
     }
+    if arms != ARMS:  # a run of all arms keeps the manifest it had before --arms
+        manifest["arms"] = list(arms)
     check_run_folder(out, manifest, args.resume)
     check_speed(args.speed)
     device = "cpu" if args.cpu else args.device
@@ -142,7 +187,7 @@ def run(argv: list[str] | None = None) -> dict | None:
         spec=spec, model=args.model, model_path=args.model_path, weights=folder, device=device,
         dtype=args.dtype, speed=args.speed, neg=neg, handcrafted=handcrafted, prompts=prompts,
         seeds=args.seeds, reward=args.reward, settings=settings, out=out, resume=args.resume,
-        manifest=manifest,
+        manifest=manifest, arms=arms, quiet=args.quiet,
     )  # fmt: skip
     with Processes(cpu=args.cpu) as procs:
         return run_validation(procs, job)
@@ -150,15 +195,21 @@ def run(argv: list[str] | None = None) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        report = run(argv)
+        args = build_parser().parse_args(argv)
+        report = validate(args)
     except ReNegError as exc:
         print(f"reneg-validate: error: {exc}", file=sys.stderr)
         return 2
     if report is not None:
+        out = Path(args.out)
+        # Without --json the verdicts are the result (stdout); with it stdout holds the JSON alone.
+        console = sys.stderr if args.json else sys.stdout
         for text in report["verdict"].values():
-            print(text, file=sys.stderr)
-        summary = {k: report[k] for k in ("n", "arms", "paired_difference", "win_rate", "verdict")}
-        print(json.dumps(summary, indent=2))
+            print(text, file=console)
+        print(f"report: {out / 'index.html'} (figures in {out / 'report.json'})", file=console)
+        if args.json:
+            keys = ("n", "arms", "paired_difference", "win_rate", "verdict", "speed", "settings")
+            print(json.dumps({"report": str(out / "report.json"), **{k: report[k] for k in keys}}, indent=2))
     return 0
 
 

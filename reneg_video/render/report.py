@@ -1,7 +1,9 @@
 """The report of `reneg-validate`: statistics per arm and paired (`core.stats`), the plots, the HTML page.
 
 Rows are per prompt: {"prompt", "seeds": [{"seed", "videos", "frames", "mean", "curve"} per seed], "mean"},
-each dict keyed by arm. Written by `render.validate` once every item is done.
+each dict keyed by arm: the arms rendered (`--arms`, all of `ARMS` by default), in `ARMS`' order. A
+comparison is reported for each baseline rendered beside ReNeg. Written by `render.validate` once every
+item is done.
 """
 
 from __future__ import annotations
@@ -12,27 +14,46 @@ from pathlib import Path
 import numpy as np
 
 ARMS = ("null", "handcrafted", "reneg")
+ARM_TITLES = {"null": "null text", "handcrafted": "handcrafted negative", "reneg": "ReNeg"}
 BASELINES = ("null", "handcrafted")
+# Prompts label the plots by their text, cut to this many characters (an ellipsis marks the cut).
+PROMPT_LABEL_CHARS = 24
 # Colour of the paired-difference plot's marks (matplotlib's tab:purple), named so a test can find them.
 DIFF_COLOR = "#9467bd"
 
 
+def arms_of(rows) -> tuple[str, ...]:
+    """The arms the rows hold, in `ARMS`' order."""
+    return tuple(arm for arm in ARMS if arm in rows[0]["seeds"][0]["mean"])
+
+
+def baselines_of(rows) -> tuple[str, ...]:
+    """The baselines rendered beside ReNeg: the comparisons the report has."""
+    return tuple(b for b in BASELINES if b in arms_of(rows))
+
+
 def _grids(rows) -> dict[str, np.ndarray]:
     """Per arm the [prompts, seeds] grid of video scores."""
-    return {arm: np.array([[e["mean"][arm] for e in row["seeds"]] for row in rows]) for arm in ARMS}
+    return {arm: np.array([[e["mean"][arm] for e in row["seeds"]] for row in rows]) for arm in arms_of(rows)}
+
+
+def prompt_label(prompt: str) -> str:
+    """`prompt` cut to `PROMPT_LABEL_CHARS` characters, an ellipsis marking the cut."""
+    short = " ".join(prompt.split())
+    return short if len(short) <= PROMPT_LABEL_CHARS else short[: PROMPT_LABEL_CHARS - 1].rstrip() + "\u2026"
 
 
 def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int, rows: list[dict]) -> dict:
     """The report's figures: per arm, paired ReNeg minus each baseline, win rates and verdicts."""
     from ..core import stats
 
-    grids = _grids(rows)
+    grids, baselines = _grids(rows), baselines_of(rows)
     arms = {arm: stats.mean_ci(grid) for arm, grid in grids.items()}
-    differences = {f"reneg_minus_{b}": stats.mean_ci(grids["reneg"] - grids[b]) for b in BASELINES}
-    wins = {f"reneg_vs_{b}": stats.win_rate(grids["reneg"], grids[b]) for b in BASELINES}
+    differences = {f"reneg_minus_{b}": stats.mean_ci(grids["reneg"] - grids[b]) for b in baselines}
+    wins = {f"reneg_vs_{b}": stats.win_rate(grids["reneg"], grids[b]) for b in baselines}
     verdicts = {
         b: stats.verdict("ReNeg", b, wins[f"reneg_vs_{b}"], differences[f"reneg_minus_{b}"], reward_name)
-        for b in BASELINES
+        for b in baselines
     }
     return {
         "model": spec.name,
@@ -43,7 +64,7 @@ def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int,
         "handcrafted_negative": handcrafted,
         "seeds": seeds,
         "settings": settings.as_dict(),
-        "n": {"prompts": len(rows), "seeds": seeds, "videos": len(rows) * seeds * len(ARMS)},
+        "n": {"prompts": len(rows), "seeds": seeds, "videos": len(rows) * seeds * len(grids)},
         "mean_reward": {arm: v["mean"] for arm, v in arms.items()},
         "arms": arms,
         "paired_difference": differences,
@@ -66,13 +87,14 @@ def _pyplot():
 
 def plot_curve(path: Path, frames: dict[str, list[float]], reward_name: str) -> str:
     from ..core.atomic import atomic_path
+    from ..rewards import reward_label
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4, 2.4), dpi=100)
     for arm, scores in frames.items():
         ax.plot(range(len(scores)), scores, marker="o", markersize=3, label=arm)
     ax.set_xlabel("frame")
-    ax.set_ylabel(reward_name)
+    ax.set_ylabel(reward_label(reward_name))
     ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -81,32 +103,44 @@ def plot_curve(path: Path, frames: dict[str, list[float]], reward_name: str) -> 
     return f"{path.parent.name}/{path.name}"
 
 
+def plot_size(prompts: int) -> tuple[int, int]:
+    """The paired-difference plot's size in pixels (at 100 dpi): a row per prompt."""
+    return 800, 100 * max(3, 1 + (prompts + 2) // 3)
+
+
 def plot_differences(path: Path, report: dict, rows, reward_name: str) -> str:
     """Per baseline: each prompt's ReNeg-minus-baseline difference (mean over seeds, seeds as small dots),
-    and the overall mean with its interval; the zero line marks no difference."""
+    and the overall mean with its interval; the zero line marks no difference. Prompts are rows, labelled
+    by their text (shortened), the first at the top."""
     from ..core.atomic import atomic_path
+    from ..rewards import reward_label
 
     plt = _pyplot()
-    grids = _grids(rows)
-    fig, axes = plt.subplots(1, len(BASELINES), figsize=(8, 3), dpi=100, sharey=True, squeeze=False)
-    for ax, base in zip(axes[0], BASELINES, strict=True):
+    grids, baselines = _grids(rows), baselines_of(rows)
+    width, height = plot_size(len(rows))
+    fig, axes = plt.subplots(
+        1, len(baselines), figsize=(width / 100, height / 100), dpi=100, sharey=True, squeeze=False
+    )
+    y = np.arange(len(rows))
+    for ax, base in zip(axes[0], baselines, strict=True):
         diff = grids["reneg"] - grids[base]  # [prompts, seeds]
-        x = np.arange(len(rows))
         for s in range(diff.shape[1]):
-            ax.scatter(x, diff[:, s], s=8, color=DIFF_COLOR, alpha=0.35, linewidths=0)
-        ax.scatter(x, diff.mean(axis=1), s=40, color=DIFF_COLOR, label="prompt (mean over seeds)")
+            ax.scatter(diff[:, s], y, s=8, color=DIFF_COLOR, alpha=0.35, linewidths=0)
+        ax.scatter(diff.mean(axis=1), y, s=40, color=DIFF_COLOR, label="prompt (mean over seeds)")
         ci = report["paired_difference"][f"reneg_minus_{base}"]
-        ax.axhspan(
+        ax.axvspan(
             ci["low"], ci["high"], color=DIFF_COLOR, alpha=0.25, label=f"mean, {ci['level']:.0%} interval"
         )
-        ax.axhline(ci["mean"], color=DIFF_COLOR, linewidth=2)
-        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.axvline(ci["mean"], color=DIFF_COLOR, linewidth=2)
+        ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_title(f"ReNeg - {base}", fontsize=9)
-        ax.set_xlabel("prompt")
-        ax.set_xticks(x)
-    axes[0][0].set_ylabel(f"{reward_name} difference")
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        ax.set_xlabel(f"{reward_label(reward_name)} difference", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.locator_params(axis="x", nbins=5)
+    axes[0][0].set_yticks(y, [prompt_label(row["prompt"]) for row in rows])
+    axes[0][0].set_ylim(len(rows) - 0.5, -0.5)  # the first prompt at the top
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 24 / height, 1, 1))  # the legend's strip at the bottom
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
@@ -119,7 +153,7 @@ def _interval(v: dict) -> str:
 
 def html_page(report: dict) -> str:
     e = html.escape
-    n = report["n"]
+    n, arms = report["n"], tuple(report["arms"])
     lines = [
         "<!doctype html><meta charset='utf-8'><title>reneg-validate report</title>",
         "<style>body{font-family:sans-serif;margin:1em}video{width:32%}td,th{padding:2px 8px}</style>",
@@ -129,7 +163,7 @@ def html_page(report: dict) -> str:
         lines.append(f"<p><b>{e(report['note'])}</b></p>")
     lines.append(
         f"<p>embedding {e(report['embedding']['source'])}, reward {e(report['reward'])}, "
-        f"n = {n['prompts']} prompts x {n['seeds']} seeds x 3 arms = {n['videos']} videos</p>"
+        f"n = {n['prompts']} prompts x {n['seeds']} seeds x {len(arms)} arms = {n['videos']} videos</p>"
     )
     lines += [f"<p class='verdict'><b>{e(text)}</b></p>" for text in report["verdict"].values()]
     lines.append("<table><tr><th>arm</th><th>mean reward</th><th>95% interval</th></tr>")
@@ -150,16 +184,17 @@ def html_page(report: dict) -> str:
         for k, v in report["win_rate"].items()
     ]
     lines.append(f"</table><p><small>{e(report['interval'])}</small></p>")
+    width, height = plot_size(n["prompts"])
     lines.append(
-        f"<img id='paired-differences' src='{report['paired_plot']}' width='800' height='300' "
+        f"<img id='paired-differences' src='{report['paired_plot']}' width='{width}' height='{height}' "
         "alt='paired differences, ReNeg minus each baseline, per prompt'>"
     )
-    lines.append("<p>left to right: null text | handcrafted negative | ReNeg</p>")
+    lines.append(f"<p>left to right: {' | '.join(ARM_TITLES[a] for a in arms)}</p>")
     for row in report["prompts"]:
         lines.append(f"<h3>{e(row['prompt'])}</h3>")
         for entry in row["seeds"]:
-            means = ", ".join(f"{a} {entry['mean'][a]:.3f}" for a in ARMS)
+            means = ", ".join(f"{a} {entry['mean'][a]:.3f}" for a in arms)
             lines.append(f"<p>seed {entry['seed']}: {means}</p><div>")
-            lines += [f"<video src='{entry['videos'][a]}' controls loop muted></video>" for a in ARMS]
+            lines += [f"<video src='{entry['videos'][a]}' controls loop muted></video>" for a in arms]
             lines.append(f"</div><img src='{entry['curve']}' alt='per-frame rewards'>")
     return "\n".join(lines) + "\n"

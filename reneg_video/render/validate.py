@@ -1,9 +1,10 @@
 """Render and score `reneg-validate`'s items, then merge them into the report.
 
 An item is (prompt, seed, arm), arm one of null text, the handcrafted negative prompt and the ReNeg
-embedding, all three from the same seeded noise. The items are shared out over the processes of
-`accelerate launch` (`core.shard`); each finished item is written atomically to the run folder, so
-`--resume` renders only what is missing, and the main process merges them all.
+embedding (those of `--arms`; all three by default), every arm from the same seeded noise. The items
+are shared out over the processes of `accelerate launch` (`core.shard`); each finished item is written
+atomically to the run folder, so `--resume` renders only what is missing, and the main process merges
+them all.
 
 A `ValidationJob` holds checked values only (`commands.validate` checks every option, the embedding
 included, before any process group starts): nothing here checks them again.
@@ -46,6 +47,8 @@ class ValidationJob:
     out: Path
     resume: bool
     manifest: dict
+    arms: tuple[str, ...] = ARMS  # in ARMS' order, ReNeg and at least one baseline
+    quiet: bool = False  # no progress bar
 
 
 def item_key(p_index: int, seed: int, arm: str) -> str:
@@ -73,8 +76,12 @@ def run_validation(procs, job: ValidationJob) -> dict | None:
         (job.out / "curves").mkdir(exist_ok=True)
     procs.barrier()
     store = ItemStore(job.out)
-    items = [(p, seed, arm) for p in range(len(job.prompts)) for seed in range(job.seeds) for arm in ARMS]
-    todo = procs.mine([item for item in items if not store.done(item_key(*item))])
+    items = [(p, seed, arm) for p in range(len(job.prompts)) for seed in range(job.seeds) for arm in job.arms]
+    pending = [item for item in items if not store.done(item_key(*item))]
+    if procs.is_main and job.resume:
+        print(f"resume: {len(items) - len(pending)} of {len(items)} videos done; rendering {len(pending)}",
+              file=sys.stderr)  # fmt: skip
+    todo = procs.mine(pending)
     if todo:
         _render_items(job, todo, store, device, dtype, procs.index)
     procs.barrier()
@@ -89,11 +96,13 @@ def _render_items(job: ValidationJob, todo: list, store, device, dtype, index: i
 
     from ..core.export import export_video
     from ..core.inject import detached, inject
+    from ..core.quiet import quiet_libraries
     from ..core.speed import settings_at_speed
     from ..models.generate import generate
     from ..models.pipeline import load_pipeline
     from ..rewards import load_reward_spec
 
+    quiet_libraries()
     spec = job.spec
     pipe = load_pipeline(
         job.model, device, dtype, model_path=job.model_path, adapter=spec.source, speed=job.speed
@@ -102,7 +111,13 @@ def _render_items(job: ValidationJob, todo: list, store, device, dtype, index: i
     pipe.set_progress_bar_config(disable=True)
     inject(pipe, job.neg, spec)
     reward = load_reward_spec(job.reward, device=device)
-    bar = tqdm(total=len(todo), desc=f"reneg-validate [{index}]", dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"reneg-validate [{index}]",
+        bar_format="{desc}: {n_fmt}/{total_fmt} videos |{bar}| {elapsed}, ETA {remaining}",
+        dynamic_ncols=True,
+        disable=job.quiet,
+    )
     for p_index, seed, arm in todo:
         prompt, seeded = job.prompts[p_index], replace(settings, seed=seed)
         if arm == "reneg":
@@ -133,7 +148,7 @@ def _merge(job: ValidationJob, store) -> dict:
         row = {"prompt": prompt, "seeds": []}
         for seed in range(job.seeds):
             entry = {"seed": seed, "videos": {}, "frames": {}, "mean": {}}
-            for arm in ARMS:
+            for arm in job.arms:
                 item = store.read(item_key(p_index, seed, arm))
                 reward_name = item["reward"]
                 entry["videos"][arm], entry["frames"][arm], entry["mean"][arm] = (
@@ -145,9 +160,9 @@ def _merge(job: ValidationJob, store) -> dict:
                 job.out / f"curves/p{p_index:03d}-s{seed}.png", entry["frames"], reward_name
             )
             row["seeds"].append(entry)
-        row["mean"] = {arm: float(np.mean([e["mean"][arm] for e in row["seeds"]])) for arm in ARMS}
+        row["mean"] = {arm: float(np.mean([e["mean"][arm] for e in row["seeds"]])) for arm in job.arms}
         rows.append(row)
-    first = store.read(item_key(0, 0, ARMS[0]))
+    first = store.read(item_key(0, 0, job.arms[0]))
     settings = replace(
         job.settings, steps=first.get("steps", job.settings.steps)
     )  # as the speed preset ran it

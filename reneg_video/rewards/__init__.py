@@ -98,6 +98,30 @@ REWARDS: dict[str, RewardEntry] = {
 }
 
 
+# How plots name the built-in rewards; other names read with their dashes as spaces ("shapes-reward" ->
+# "shapes reward"), and a tiny-* stand-in is "tiny <name> (noise)".
+LABELS = {"imagereward": "ImageReward", "clip": "CLIP score", "pickscore": "PickScore", "hpsv2": "HPS v2",
+          "aesthetic": "aesthetic score"}  # fmt: skip
+
+
+def reward_label(spec: str) -> str:
+    """A human name for a reward or ensemble name as reports carry it ("tiny-imagereward:1" -> "tiny
+    ImageReward (noise)", "imagereward:1,hpsv2:5" -> "ImageReward + 5 x HPS v2"); `spec` as is if it is
+    not one."""
+
+    def one(name: str) -> str:
+        tiny = name.startswith("tiny-") and name in all_rewards()
+        base = name.removeprefix("tiny-") if tiny else name
+        label = LABELS.get(base, base.replace("-", " "))
+        return f"tiny {label} (noise)" if tiny else label
+
+    try:
+        parsed = parse_reward_spec(spec)
+    except RewardError:
+        return spec
+    return " + ".join(one(name) if weight == 1 else f"{weight:g} x {one(name)}" for name, weight in parsed)
+
+
 def all_rewards() -> dict[str, RewardEntry]:
     """The built-in rewards and those plugins register (core.plugins; the shapes world's `shapes-reward`).
     A plugin cannot replace a built-in name."""
@@ -229,4 +253,5 @@ __all__ = [
     "load_reward",
     "load_reward_spec",
     "parse_reward_spec",
+    "reward_label",
 ]
