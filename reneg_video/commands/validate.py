@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "set, score every frame, and report per arm the mean reward, the paired difference ReNeg minus each "
         "baseline (nested bootstrap over prompts and seeds), ReNeg's per-prompt win rate (Wilson interval) "
         "and a verdict, as JSON and a static HTML report. Under `accelerate launch` the (prompt, seed, arm) "
-        "items are shared out over the processes; --resume completes an interrupted run.",
+        "items are shared out over the processes; --resume completes an interrupted run; --arms null,reneg "
+        "renders and compares those two only.",
         epilog="tiny-* models and rewards are stand-ins with random weights: their reports are noise, for "
         "tests and demos only.\nexample: reneg-validate --model tiny-zeroscope --neg ../shared/reneg/"
         "sd2.1_reneg_emb.bin --prompts-file ../shared/prompts/reno_example_prompts.txt --max-prompts 3 "
@@ -106,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the summary (n, arms, differences, win rates, verdicts, effective settings) as JSON on "
         "stdout, the verdicts on stderr",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (the libraries' notices and bars are always hidden)",
+    )
     return p
 
 
