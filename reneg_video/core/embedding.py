@@ -19,6 +19,7 @@ import json
 import os
 import pickle
 import pickletools
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,19 @@ SAFETENSORS_SUFFIX = ".safetensors"
 # The largest real embedding is [1, 128, 4096] float32 = 2 MiB; anything far larger is not one.
 MAX_FILE_BYTES = 64 * 2**20
 GIT_LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
+NOT_AN_EMBEDDING_FIX = "pass a .bin saved with torch.save or a .safetensors file"
+# First bytes of the files a download gets instead of the embedding (a web page aside, found as text).
+FILE_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf", "a 7z archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x89HDF", "an HDF5 file"),
+)
 
 
 @dataclass(frozen=True)
@@ -155,7 +169,7 @@ def _read_checked_bytes(path: Path) -> bytes:
         )
     size = path.stat().st_size
     if size == 0:
-        raise EmbeddingFileError(f"{path}: empty file (0 bytes); download it again")
+        raise EmbeddingFileError(f"{path}: not an embedding file: empty (0 bytes); {NOT_AN_EMBEDDING_FIX}")
     if size > MAX_FILE_BYTES:
         raise EmbeddingFileError(
             f"{path}: {size} bytes is far larger than an embedding (at most ~2 MiB); "
@@ -205,10 +219,55 @@ def _pickle_globals(raw: bytes) -> list[str]:
     return found
 
 
+def _looks_like(raw: bytes, suffix: str) -> str | None:
+    """What a file that failed to load looks like when it is no embedding container at all (text, a web
+    page, a zip without data.pkl, an image, ...); None when it is one, damaged (then the reader's message
+    stands). Only the bytes are examined; nothing is unpickled."""
+    if raw.startswith(b"PK"):  # torch.save's zip container holds <name>/data.pkl
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+            return None  # a truncated torch archive
+        if not any(n.endswith("data.pkl") for n in names):
+            return f"a zip archive without data.pkl (holds {', '.join(names[:3]) or 'nothing'})"
+        return "a torch.save archive named .safetensors" if suffix == SAFETENSORS_SUFFIX else None
+    if raw.startswith(b"\x80"):  # pickle protocol 2+: torch.save's legacy format
+        return "a pickle named .safetensors" if suffix == SAFETENSORS_SUFFIX else None
+    if raw[8:9] == b"{":  # safetensors: 8-byte header length, then the JSON header
+        return None if suffix == SAFETENSORS_SUFFIX else f"a safetensors file named {suffix}"
+    for magic, kind in FILE_MAGIC:
+        if raw.startswith(magic):
+            return kind
+    return _looks_like_text(raw[:4096])
+
+
+def _looks_like_text(head: bytes) -> str:
+    """`head` described as text (an HTML page, JSON, a first line) or, if it is not UTF-8, binary data."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if b"\x00" in head or exc.start < len(head) - 3:  # not a character cut at the end of the sample
+            return f"binary data of no known kind (starts {head[:8].hex(' ')})"
+        text = head[: exc.start].decode("utf-8")
+    if "\x00" in text:
+        return f"binary data of no known kind (starts {head[:8].hex(' ')})"
+    start = text.lstrip("\ufeff \t\r\n").lower()
+    if start.startswith(("<!doctype html", "<html")) or "<html" in start[:1024]:
+        return "an HTML page (a download that saved the web page, not the file)"
+    if start.startswith(("{", "[")):
+        return "JSON text"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"text ({first[:40]!r})"
+
+
 def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
     try:
-        # weights_only=True and never anything less safe: a refused file stays refused.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only=True and never anything less safe: a refused file stays refused. What torch warns
+        # while refusing a file (its weights_only advice) would only cut the one-line error in two.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = [g for g in _pickle_globals(raw) if not _is_safe_global(g)]
         if unsafe:
@@ -217,10 +276,12 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
                 f"{path}: the pickle asks to load {name}, which weights-only loading refuses (nothing was run); "
                 "do not use this file, or get it as .safetensors from a trusted source"
             ) from None
+        _refuse_non_embedding(path, raw)
         raise EmbeddingFileError(
             f"{path}: not a readable torch file ({_first_line(exc)}); download it again"
         ) from None
     except Exception as exc:  # any other failure of torch.load on a damaged file (AttributeError seen)
+        _refuse_non_embedding(path, raw)
         raise EmbeddingFileError(
             f"{path}: truncated or corrupt torch file ({_first_line(exc)}); download it again"
         ) from None
@@ -238,6 +299,13 @@ def _load_pickle(path: Path, raw: bytes) -> torch.Tensor:
     raise EmbeddingFileError(
         f"{path}: holds a {type(obj).__name__}; expected a tensor of shape {describe_shapes()}"
     )
+
+
+def _refuse_non_embedding(path: Path, raw: bytes) -> None:
+    """Refuse a file that failed to load and is no embedding container at all, saying what it looks like."""
+    kind = _looks_like(raw, path.suffix.lower())
+    if kind is not None:
+        raise EmbeddingFileError(f"{path}: not an embedding file: {kind}; {NOT_AN_EMBEDDING_FIX}")
 
 
 def _refuse_textual_inversion(path: Path, obj: dict) -> None:
@@ -266,6 +334,7 @@ def _load_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, di
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
+        _refuse_non_embedding(path, path.read_bytes())
         raise EmbeddingFileError(
             f"{path}: truncated or corrupt safetensors file ({_first_line(exc)}); download it again"
         ) from None

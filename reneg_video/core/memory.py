@@ -132,22 +132,33 @@ def vae_geometry(vae) -> dict[str, Any]:
     `enable_slicing()` decodes a single video frame by frame (2-D VAEs, to which a video pipeline hands the
     frames as a batch) or only splits the batch of videos (3-D video VAEs such as LTX's)."""
     config = getattr(vae, "config", None) or {}
-    video_vae = hasattr(vae, "temporal_compression_ratio")
-    spatial = getattr(vae, "spatial_compression_ratio", None)
+    temporal = _vae_value(vae, "temporal_compression_ratio")
+    spatial = _vae_value(vae, "spatial_compression_ratio")
     if spatial is None:  # SD-style AutoencoderKL: one x2 downsampling per level after the first
         spatial = 2 ** (len(config.get("block_out_channels", (0,) * 4)) - 1)
-    height = getattr(vae, "tile_sample_min_height", None) or getattr(vae, "tile_sample_min_size", None)
-    width = getattr(vae, "tile_sample_min_width", None) or height
+    height = _vae_value(vae, "tile_sample_min_height") or _vae_value(vae, "tile_sample_min_size")
+    width = _vae_value(vae, "tile_sample_min_width") or height
     return {
         "spatial": int(spatial),
-        "temporal": int(getattr(vae, "temporal_compression_ratio", 1) or 1),
+        "temporal": int(temporal or 1),
         "channels": int(config.get("latent_channels", 4)),
-        "slices_frames": not video_vae,
+        "slices_frames": temporal is None,  # a 2-D VAE: no temporal factor anywhere
         "tile": (int(height), int(width)) if height else None,
         "decode_bytes_per_pixel": VAE_DECODE_BYTES_PER_PIXEL_FP32.get(
             type(vae).__name__, VAE_DECODE_BYTES_PER_PIXEL_DEFAULT
         ),
     }
+
+
+def _vae_value(vae, name: str) -> Any:
+    """`name` as the VAE sets it on itself (LTX: temporal_compression_ratio), else from its config (CogVideoX,
+    Allegro), else None. Not `getattr`: diffusers answers a config key asked of the model itself with a
+    FutureWarning (deprecated access) on every run."""
+    try:
+        return object.__getattribute__(vae, name)  # the instance and its class, never __getattr__
+    except AttributeError:
+        config = getattr(vae, "config", None) or {}
+        return config.get(name) if hasattr(config, "get") else getattr(config, name, None)
 
 
 def _denoise_activation_bytes(denoiser, geometry: dict, preset: str, *, height: int, width: int, frames: int):

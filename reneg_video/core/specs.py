@@ -20,6 +20,7 @@ its `model_configs/`), so a wheel and an editable install find them alike.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import itertools
 import math
@@ -448,8 +449,12 @@ def load_spec(name_or_path: str | os.PathLike[str]) -> AdapterSpec:
     specs = registry()
     spec = specs.get(text.lower())
     if spec is None:
+        # The nearest name or alias, not all of them (41 names made a 770-character line).
+        close = difflib.get_close_matches(text.lower(), sorted(specs), n=1)
+        if close:
+            raise SpecError(f"unknown model {text!r}; did you mean {close[0]!r}? (`--list-models` lists all)")
         raise SpecError(
-            f"unknown model {text!r}; expected one of {list_models()} or a spec file (--adapter PATH.toml)"
+            f"unknown model {text!r}; `--list-models` lists all (a model of your own: --adapter PATH.toml)"
         )
     return spec
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
+import warnings
+import zipfile
 
 import pytest
 import torch
@@ -174,7 +177,7 @@ def _bad_files(tmp_path, sd21_file):
 EXPECTED_WORDS = {
     "empty.bin": "empty",
     "truncated.bin": "corrupt",
-    "junk.bin": "torch file",
+    "junk.bin": "not an embedding file: binary data of no known kind",
     "lfs.bin": "git-LFS",
     "nan.bin": "NaN",
     "inf.bin": "NaN/Inf",
@@ -198,6 +201,58 @@ def test_every_bad_file_is_refused_with_a_named_reason(tmp_path, sd21_file):
         message = str(info.value)
         assert str(path) in message and EXPECTED_WORDS[name] in message, message
         assert "\n" not in message
+
+
+def _zip_without_data_pkl() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("sd2.1_reneg_emb/README.txt", "see the release page")
+    return buffer.getvalue()
+
+
+def _torch_save_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(torch.zeros(1, 77, 1024), buffer)
+    return buffer.getvalue()
+
+
+HTML = "an HTML page (a download that saved the web page, not the file)"
+NOT_EMBEDDINGS = {
+    "notes.bin": (b"ReNeg embeddings\nsee the paper\n", "text ('ReNeg embeddings')"),
+    "page.bin": (b"\xef\xbb\xbf<!doctype html>\n<html>Sign in</html>", HTML),
+    "fragment.pt": (b"  <head><title>x</title></head><html></html>", HTML),
+    "config.bin": (b'{"model": "sd2.1"}', "JSON text"),
+    "download.bin": (
+        _zip_without_data_pkl(),
+        "a zip archive without data.pkl (holds sd2.1_reneg_emb/README.txt)",
+    ),
+    "preview.bin": (b"\x89PNG\r\n\x1a\n" + bytes(64), "a PNG image"),
+    "empty.pt": (b"", "empty (0 bytes)"),
+    "notes.safetensors": (b"ReNeg embeddings\n", "text ('ReNeg embeddings')"),
+    "torch.safetensors": (_torch_save_bytes(), "a torch.save archive named .safetensors"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_EMBEDDINGS))
+def test_a_file_that_is_no_embedding_container_says_what_it_looks_like(tmp_path, name):
+    data, kind = NOT_EMBEDDINGS[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with warnings.catch_warnings(record=True) as seen:  # torch's weights_only advice must not leak
+        warnings.simplefilter("always")
+        with pytest.raises(EmbeddingFileError) as info:
+            load_embedding(path)
+    assert str(info.value) == (
+        f"{path}: not an embedding file: {kind}; pass a .bin saved with torch.save or a .safetensors file"
+    )
+    assert [str(w.message) for w in seen] == []
+
+
+def test_a_safetensors_file_named_bin_is_named_as_such(tmp_path):
+    path = tmp_path / "emb.bin"
+    save_file({"emb": torch.zeros(1, 77, 1024)}, str(path))
+    with pytest.raises(EmbeddingFileError, match="not an embedding file: a safetensors file named .bin"):
+        load_embedding(path)
 
 
 def test_hostile_pickle_never_runs(tmp_path):

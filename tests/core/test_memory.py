@@ -148,3 +148,22 @@ def test_help_documents_every_preset(capsys):
     out = capsys.readouterr().out
     for preset in PRESETS:
         assert f"  {preset} " in out
+
+
+@pytest.mark.parametrize(("name", "temporal"), [("tiny-cogvideox-2b", 4), ("tiny-allegro", 4)])
+def test_memory_code_reads_the_vae_config_without_a_future_warning(name, temporal):
+    """CogVideoX's and Allegro's VAEs keep temporal_compression_ratio in their config only: reading it off the
+    model itself is deprecated in diffusers (a FutureWarning on every run)."""
+    import warnings
+
+    from reneg_video.core.memory import estimate_stages, vae_geometry
+
+    pipe = reneg_video.load_pipeline(name, device="cpu", memory="off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # around our calls only, not diffusers' loading
+        geometry = vae_geometry(pipe.vae)
+        estimate_stages(pipe, "low", height=32, width=32, frames=9)
+        choose_preset(pipe, height=32, width=32, frames=9, device=torch.device("cpu"))
+        settings = apply_memory_preset(pipe, "auto", height=32, width=32, frames=9)
+    assert geometry["temporal"] == temporal == pipe.vae.config.temporal_compression_ratio
+    assert not geometry["slices_frames"] and settings["preset"] in PRESETS

@@ -62,9 +62,20 @@ def test_bad_specs_are_refused(tmp_path, edit, word):
         load_spec(path)
 
 
-def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(SpecError, match="zeroscope"):
-        load_spec("zeroscoop")
+def test_unknown_model_suggests_the_nearest_name_not_all_of_them():
+    with pytest.raises(SpecError) as info:
+        load_spec("zeroscop")
+    assert (
+        str(info.value) == "unknown model 'zeroscop'; did you mean 'zeroscope'? (`--list-models` lists all)"
+    )
+    with pytest.raises(SpecError) as info:  # nothing close: the hint, without the list of every name
+        load_spec("qwertyuiop")
+    message = str(info.value)
+    assert (
+        message.startswith("unknown model 'qwertyuiop'; `--list-models` lists all")
+        and "did you" not in message
+    )
+    assert "tiny-" not in message and len(message) < 120
 
 
 def test_real_model_absent_says_how_to_get_it(tmp_path, monkeypatch):
