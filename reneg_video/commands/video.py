@@ -20,6 +20,8 @@ MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.item
 
 EPILOG = f"""\
 models:
+  shapes-t2v, the quick start's: a small text-to-video model this project trained on procedural shapes and
+  ships with its ReNeg embedding (shapes_world/weights/shapes_reneg_emb.bin); real weights, offline, CPU.
   zeroscope, modelscope, videocrafter2, i2vgen-xl (--image PATH), animatediff (--motion-adapter PATH),
   ltx-video(-0.9.1/-0.9.5/-0.9.7), cogvideox-2b/-5b, mochi, allegro, latte, sd15, sd21, pixart-alpha
   load real weights from the local Hugging Face cache or --model-path DIR; nothing is downloaded. tiny-<model>
@@ -46,6 +48,8 @@ outputs:
   are shared out over the processes (one GPU each; on CPU add --device cpu); the main one writes --json.
 
 examples:
+  reneg-video --model shapes-t2v --neg shapes_world/weights/shapes_reneg_emb.bin \\
+      --prompt "a red circle moving right on a blue background" --seed 0 --compare --out shapes.mp4
   reneg-video --model tiny-zeroscope --neg ../shared/reneg/sd2.1_reneg_emb.bin \\
       --prompt "a corgi surfing a wave" --frames 8 --steps 2 --seed 7 --out z.mp4 --out z.gif
   reneg-video --model ltx-video --neg pixart-alpha_reneg_emb.bin --prompt "a red panda" --out p.mp4
@@ -158,6 +162,12 @@ def _add_output_options(o) -> None:
         "--compare", action="store_true", help="also render the baseline with the same seed, side by side"
     )
     o.add_argument("--json", metavar="PATH", help="write a machine-readable summary here")
+    o.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --prompts-file: skip the prompts whose --out files all exist complete (as a killed run "
+        "left them) and render the rest",
+    )
     o.add_argument(
         "--export-ltxv-conditioning",
         metavar="PATH.safetensors",

@@ -10,9 +10,10 @@ Everything they generate is noise: they exist for demos and tests, never for qua
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -35,15 +36,36 @@ def standin_path(spec: AdapterSpec) -> Path:
     folder = cache_root() / f"{spec.name}-v{STANDIN_VERSION}"
     if not (folder / "model_index.json").exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        pipe = BUILDERS[spec.pipeline](spec)
         try:
-            with atomic_dir(folder) as tmp:
-                pipe.save_pretrained(tmp)
+            with _building(), atomic_dir(folder) as tmp:
+                BUILDERS[spec.pipeline](spec).save_pretrained(tmp)
         except OSError:
             # Another process finished the same build first; its folder is complete.
             if not (folder / "model_index.json").exists():
                 raise
     return folder
+
+
+@contextlib.contextmanager
+def _building() -> Iterator[None]:
+    """A stand-in build is this package writing its own cache, as quiet as loading it (`render.video`): no
+    "Writing model shards" bar (transformers' save_pretrained), no deprecation notice of the pipeline class
+    built (TextToVideoSDPipeline's). Restored afterwards, as they were."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    bars = [(m, m.is_progress_bar_enabled()) for m in (diffusers_logging, transformers_logging)]
+    verbosity = diffusers_logging.get_verbosity()
+    for module, _ in bars:
+        module.disable_progress_bar()
+    diffusers_logging.set_verbosity(max(verbosity, diffusers_logging.ERROR))
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+        for module, enabled in bars:
+            if enabled:
+                module.enable_progress_bar()
 
 
 def _seed(name: str) -> None:

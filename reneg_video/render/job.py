@@ -55,6 +55,8 @@ class RenderJob:
     min_reward: float | None = None
     json: Path | None = None
     quiet: bool = False
+    # --resume: skip the prompts whose every output exists complete (`render.video._pending`).
+    resume: bool = False
 
     @property
     def main_arm(self) -> str:
@@ -84,6 +86,7 @@ def checked_job(args: argparse.Namespace, spec: AdapterSpec, prompts: list[str])
     spec = _with_image(spec, args.image)
     _check_motion_adapter(spec, args.motion_adapter)
     outputs = _outputs(args.out, len(prompts), args.compare)
+    _check_resume(args)
     _check_json(args.json)
     check_preset(args.memory)
     check_speed(args.speed)
@@ -97,6 +100,7 @@ def checked_job(args: argparse.Namespace, spec: AdapterSpec, prompts: list[str])
         compare=args.compare, objective=objective, optimize_neg=args.optimize_neg,
         optimize_noise=args.optimize_noise, best_of=args.best_of, score=args.score,
         min_reward=args.min_reward, json=Path(args.json) if args.json else None, quiet=args.quiet,
+        resume=args.resume,
     )  # fmt: skip
 
 
@@ -132,6 +136,15 @@ def _check_motion_adapter(spec, path: str | None) -> None:
                 f"--motion-adapter: {spec.name} takes no motion adapter; use it with animatediff"
             )
         motion_adapter_folder(path)
+
+
+def _check_resume(args) -> None:
+    """--resume skips the prompts of a prompt file already rendered; a single --prompt has nothing to skip."""
+    if args.resume and not args.prompts_file:
+        raise UsageError(
+            "--resume: needs --prompts-file FILE (it skips that file's prompts whose outputs are complete); "
+            "leave --resume out to render --prompt"
+        )
 
 
 def _check_json(path: str | None) -> None:

@@ -3,6 +3,8 @@
 Per prompt: the main arm (per-sample refinement and best-of-N as asked), the baseline arms of --compare
 on the same seed, the frame scores of --score, the --min-reward filter, then the files. Under
 `accelerate launch` the prompts are shared out over the processes and the main one writes the summary.
+With --resume the prompts whose every output is already a complete video are skipped, before any model
+loads (atomic writes mean a file at a destination name is whole; it is read back all the same).
 
 A `RenderJob` holds checked values only (`render.job` checks every option, the embedding included, before
 any model loads): nothing here checks them again.
@@ -43,17 +45,69 @@ def render_prompt_set(job: RenderJob) -> None:
     """Render every prompt of `job` (this process's share of them) and write its files and summary."""
     from ..core.shard import Processes
 
+    todo = _pending(job)
+    if not todo:
+        print(f"resume: all {len(job.prompts)} prompts are complete; nothing to render", file=sys.stderr)
+        return
     with Processes(
         cpu=job.device.type == "cpu"
     ) as procs:  # under `accelerate launch` the prompts are shared out
         device = procs.device if procs.count > 1 and job.device.type != "cpu" else job.device  # one GPU each
         loaded = _load(job, device)
         if procs.count > 1:
-            mine = procs.mine(range(len(job.prompts)))
-            print(f"process {procs.index}/{procs.count}: prompts {mine}", file=sys.stderr)
-        records = [(index, _render_prompt(loaded, index)) for index in procs.mine(range(len(job.prompts)))]
-        records = [record for _, record in sorted(procs.gather(records), key=lambda pair: pair[0])]
+            print(f"process {procs.index}/{procs.count}: prompts {procs.mine(todo)}", file=sys.stderr)
+        records = [(index, _render_prompt(loaded, index)) for index in procs.mine(todo)]
+        skipped = [
+            (index, _skipped_record(job, index)) for index in range(len(job.prompts)) if index not in todo
+        ]
+        records = [record for _, record in sorted(procs.gather(records) + skipped, key=lambda pair: pair[0])]
         _report(loaded, device, records, procs.is_main)
+
+
+def _pending(job: RenderJob) -> list[int]:
+    """The indices of the prompts to render: all of them, or under --resume those with an output missing or
+    not a complete video (a file at its destination name is whole, as exports are atomic; it is read back
+    all the same). What is skipped is logged on stderr, one line per prompt."""
+    if not job.resume:
+        return list(range(len(job.prompts)))
+    todo = []
+    for index, (prompt, paths) in enumerate(zip(job.prompts, job.outputs, strict=True)):
+        missing = _incomplete(paths)
+        if missing is None:
+            names = ", ".join(path.name for path in paths)
+            print(f"resume: prompt {index} {prompt!r} is complete ({names}); skipped", file=sys.stderr)
+        else:
+            print(f"resume: prompt {index} {prompt!r}: {missing}; rendering it", file=sys.stderr)
+            todo.append(index)
+    done = len(job.prompts) - len(todo)
+    print(f"resume: {done} of {len(job.prompts)} prompts complete; rendering {len(todo)}", file=sys.stderr)
+    return todo
+
+
+def _incomplete(paths: list[Path]) -> str | None:
+    """Why these outputs are not all complete videos (the first reason), or None when they are."""
+    from ..core.errors import ReNegError
+    from ..core.export import validate_gif, validate_mp4
+
+    for path in paths:
+        if not path.is_file():
+            return f"{path} is missing"
+        try:
+            (validate_mp4 if path.suffix.lower() == ".mp4" else validate_gif)(path)
+        except ReNegError as exc:
+            return str(exc)
+    return None
+
+
+def _skipped_record(job: RenderJob, index: int) -> dict:
+    """The --json record of a prompt --resume skipped: its files, written by an earlier run."""
+    paths = [str(path) for path in job.outputs[index]]
+    return {
+        "prompt": job.prompts[index],
+        "outputs": paths[::2] if job.compare else paths,
+        "compare": paths[1::2] if job.compare else [],
+        "resumed": True,  # complete from an earlier run: not rendered, not scored by this one
+    }
 
 
 def _load(job: RenderJob, device) -> _Loaded:

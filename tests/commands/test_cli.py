@@ -58,6 +58,10 @@ def _bad_cases(tmp_path, sd21_file, sd15_file):
     ltx = ["--model", "tiny-ltx-video", "--prompt", "x", "--out", tmp_path / "o.mp4"]
     evil = tmp_path / "evil.bin"
     evil.write_bytes(b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    text, page = tmp_path / "notes.bin", tmp_path / "page.bin"
+    text.write_text("ReNeg embeddings: see the paper\n")
+    page.write_text("<!DOCTYPE html>\n<html><body>Sign in</body></html>\n")
+    not_an_embedding = "; pass a .bin saved with torch.save or a .safetensors file"
     return {
         "frames 0": ([*zs, "--frames", 0], "--frames 0"),
         "ltx frames not 8k+1": ([*ltx, "--frames", 8], "8k+1"),
@@ -68,7 +72,15 @@ def _bad_cases(tmp_path, sd21_file, sd15_file):
         "inf guidance": ([*zs, "--guidance", "inf"], "--guidance inf"),
         "unknown model": (
             ["--model", "zeroscoop", "--prompt", "x", "--out", tmp_path / "o.mp4"],
-            "unknown model",
+            "unknown model 'zeroscoop'; did you mean 'zeroscope'? (`--list-models` lists all)",
+        ),
+        "text as embedding": (
+            [*zs[:2], "--neg", text, *zs[4:]],
+            f"not an embedding file: text ('ReNeg embeddings: see the paper'){not_an_embedding}",
+        ),
+        "web page as embedding": (
+            [*zs[:2], "--neg", page, *zs[4:]],
+            "not an embedding file: an HTML page (a download that saved the web page, not the file)",
         ),
         "no model": (["--prompt", "x", "--out", tmp_path / "o.mp4"], "no model"),
         "missing embedding": ([*zs[:2], "--neg", tmp_path / "nope.bin", *zs[4:]], "no such file"),
@@ -145,7 +157,8 @@ def test_help_explains_models_embeddings_and_noise():
     text = build_parser().format_help()
     for needle in ("--neg", "--negative-prompt", "--compare", "--json", "8k+1", "NOISE", "tiny-zeroscope",
                    "sd2.1_reneg_emb.bin", "pixart-alpha_reneg_emb.bin", "weights_only", "exit codes", "@paper", "--score", "--optimize-neg", "--optimize-noise", "--best-of",
-                   "--export-ltxv-conditioning", "LTXVLoadConditioning", "--min-reward"):  # fmt: skip
+                   "--export-ltxv-conditioning", "LTXVLoadConditioning", "--min-reward",
+                   "--model shapes-t2v", "--resume"):  # fmt: skip
         assert needle in text, needle
 
 
@@ -210,3 +223,19 @@ def test_optimize_neg_noise_and_best_of_record_their_rewards(tmp_path, capsys, s
     assert record["optimize_neg"]["best"] == max(record["optimize_neg"]["rewards"])
     assert len(record["optimize_noise"]["rewards"]) == 2
     assert math.isfinite(record["objective"])
+
+
+def test_quiet_first_build_of_a_stand_in_prints_no_bar_or_notice(tmp_path, monkeypatch, capfd):
+    """The stand-in is built on first use (here into a fresh cache): under --quiet without transformers'
+    "Writing model shards" bar or the notice of the deprecated pipeline class it builds."""
+    from reneg_video.commands.video import main
+
+    monkeypatch.setenv("RENEG_VIDEO_CACHE", str(tmp_path / "fresh-cache"))
+    code = main(["--model", "tiny-zeroscope", "--negative-prompt", "blurry", "--prompt", "a cat", "--frames",
+                 "2", "--steps", "1", "--height", "32", "--width", "32", "--out", str(tmp_path / "c.gif"),
+                 "--quiet"])  # fmt: skip
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert list((tmp_path / "fresh-cache" / "standins").iterdir())  # it was built, not found
+    assert "Writing model shards" not in err and "%|" not in err and "deprecated" not in err, err
+    assert out.strip() == str(tmp_path / "c.gif")
