@@ -9,6 +9,7 @@ item is done.
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,20 @@ def prompt_label(prompt: str) -> str:
     """`prompt` cut to `PROMPT_LABEL_CHARS` characters, an ellipsis marking the cut."""
     short = " ".join(prompt.split())
     return short if len(short) <= PROMPT_LABEL_CHARS else short[: PROMPT_LABEL_CHARS - 1].rstrip() + "\u2026"
+
+
+def prompt_labels(prompts: list[str]) -> list[str]:
+    """`prompt_label` of each prompt; prompts whose labels collide (the same opening) lose the words they
+    share at the start, an ellipsis in their place, so that their labels show where they differ."""
+    labels = [prompt_label(text) for text in prompts]
+    for label in set(labels):
+        group = [i for i, other in enumerate(labels) if other == label]
+        texts = [" ".join(prompts[i].split()) for i in group]
+        shared = os.path.commonprefix(texts).rpartition(" ")[0]  # whole words only
+        if len(set(texts)) > 1 and shared:  # the same prompt twice keeps its label
+            for i, text in zip(group, texts, strict=True):
+                labels[i] = prompt_label("\u2026" + text[len(shared) + 1 :])
+    return labels
 
 
 def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int, rows: list[dict]) -> dict:
@@ -137,7 +152,7 @@ def plot_differences(path: Path, report: dict, rows, reward_name: str) -> str:
         ax.set_xlabel(f"{reward_label(reward_name)} difference", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.locator_params(axis="x", nbins=5)
-    axes[0][0].set_yticks(y, [prompt_label(row["prompt"]) for row in rows])
+    axes[0][0].set_yticks(y, prompt_labels([row["prompt"] for row in rows]))
     axes[0][0].set_ylim(len(rows) - 0.5, -0.5)  # the first prompt at the top
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 24 / height, 1, 1))  # the legend's strip at the bottom

@@ -138,12 +138,16 @@ def test_help_names_json_and_the_reward_default():
 
 
 def test_plot_labels_read_as_words():
-    from reneg_video.render.report import PROMPT_LABEL_CHARS, prompt_label
+    from reneg_video.render.report import PROMPT_LABEL_CHARS, prompt_label, prompt_labels
     from reneg_video.rewards import reward_label
 
     assert prompt_label("a cat") == "a cat"
     long = prompt_label("A red dog and a green cat playing in the snow")
     assert len(long) == PROMPT_LABEL_CHARS and long.endswith("\u2026") and long.startswith("A red dog")
+    heldout = ["a black circle moving right on a blue background", "a black circle moving right on a green "
+               "background", "a black circle moving up on a white background", "a cat", "a cat"]  # fmt: skip
+    assert prompt_labels(heldout) == ["\u2026blue background", "\u2026green background",
+                                      "a black circle moving u\u2026", "a cat", "a cat"]  # fmt: skip
     assert reward_label("shapes-reward") == "shapes reward"
     assert reward_label("tiny-imagereward:1") == "tiny ImageReward (noise)"
     assert reward_label("imagereward:1,hpsv2:5") == "ImageReward + 5 x HPS v2"
