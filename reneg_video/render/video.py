@@ -112,17 +112,13 @@ def _skipped_record(job: RenderJob, index: int) -> dict:
 
 def _load(job: RenderJob, device) -> _Loaded:
     """The pipeline with the embedding injected, its effective settings logged on stderr, and the rewards."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
     from ..core.inject import inject
     from ..core.memory import describe
+    from ..core.quiet import quiet_libraries
     from ..core.speed import settings_at_speed
     from ..models.pipeline import load_pipeline
 
-    diffusers_logging.set_verbosity_error()  # e.g. TextToVideoSDPipeline's deprecation notice
-    diffusers_logging.disable_progress_bar()  # loading bars; the denoising bar stays unless --quiet
-    transformers_logging.disable_progress_bar()
+    quiet_libraries()  # the denoising bar stays unless --quiet
     spec = job.spec
     if spec.standin:
         print(f"note: {spec.name} is a stand-in with random weights: its output is noise", file=sys.stderr)
