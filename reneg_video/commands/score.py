@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.errors import ReNegError, UsageError
+from ..rewards.temporal import format_scores
 from ..rewards.videos import (
     build_report,
     combined_report,
@@ -38,6 +39,12 @@ summary per reward, and optionally write JSON, CSV and a PNG plot.
 Summary per reward: mean, min, max, std (population, over frames) and temporal = mean absolute score
 change between neighbouring frames, mean_i |s[i+1] - s[i]| in the reward's own units (lower is
 steadier; null for a one-frame video).
+
+Video-level scores (rewards.temporal; docs/rewards.md, "Video-level scores"), pixels in [0, 1]:
+flicker = mean absolute difference (MAD) of consecutive frames (VBench's temporal flickering reports
+1 - flicker); frozen_share = share of consecutive pairs with MAD < 1/255; motion = MAD of the first and
+last frames; consistency = VBench's consistency form on the image embeddings of the first reward with a
+CLIP image tower (null, with the reason, when none has one, e.g. imagereward).
 
 Rewards:
   imagereward       ImageReward v1.0; needs local weights (--checkpoint/--med-config/--tokenizer, or
@@ -67,8 +74,11 @@ Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 inte
 
 EPILOG = """\
 JSON shape: {"prompt": str, "rewards": [name, ...], "frames": [{"index": 0, "<reward>": score, ...}, ...],
-"summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}}. Several videos: {"rewards": [...],
-"videos": [{"video": path, <the one-video shape>}, ...]}; the CSV gets a video column; --plot takes one.
+"summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}, "video_scores": {"flicker",
+"frozen_share", "motion", "consistency", "embedding", "consistency_skipped", "pair_mad",
+"pair_consistency"}}; the CSV adds per-frame mad_to_previous and consistency_term. Several videos:
+{"rewards": [...], "videos": [{"video": path, <the one-video shape>}, ...]}; the CSV gets a video column;
+--plot takes one.
 
 examples:
   reneg-score corgi.mp4 --prompt "a corgi surfing a wave" --reward tiny-imagereward --json s.json
@@ -248,10 +258,10 @@ def run(args: argparse.Namespace) -> dict:
     files = reward_files(names, args.checkpoint, args.med_config, args.tokenizer)
 
     # 2. Load and score, one reward at a time (only one model in memory).
-    scores = score_with_each(names, videos, prompts, args.device, args.batch_size, files)
+    scores, video_level = score_with_each(names, videos, prompts, args.device, args.batch_size, files)
 
     # 3. Report, then write (atomically).
-    report = combined_report(paths, prompts, names, scores)
+    report = combined_report(paths, prompts, names, scores, video_level)
     write_outputs(report, args.json, args.csv, args.plot)
     return report
 
@@ -272,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for entry in report["videos"]:
             means = "  ".join(f"{n} {entry['summary'][n]['mean']:.4f}" for n in entry["rewards"])
             print(f"{Path(entry['video']).name}: {len(entry['frames'])} frames, mean {means}")
+            print(f"  {format_scores(entry['video_scores'])}")
     else:
         print(f"{Path(args.videos[0]).name}: {len(report['frames'])} frames, prompt {report['prompt']!r}")
         print(format_table(report))

@@ -58,6 +58,23 @@ def prompt_labels(prompts: list[str]) -> list[str]:
     return labels
 
 
+def video_means(rows) -> dict:
+    """Per arm, each video-level score (`rewards.temporal`, docs/rewards.md "Video-level scores") as a mean
+    with its nested-bootstrap interval over prompts and seeds; a score some video lacks (consistency
+    without a CLIP-based reward, items of an older run) is left out of that arm."""
+    from ..core import stats
+    from ..rewards.temporal import SCORES
+
+    out: dict = {"arms": {}}
+    for arm in arms_of(rows):
+        per = [[(e.get("video_scores") or {}).get(arm) or {} for e in row["seeds"]] for row in rows]
+        keys = [k for k in SCORES if all(v.get(k) is not None for r in per for v in r)]
+        out["arms"][arm] = {k: stats.mean_ci([[v[k] for v in r] for r in per]) for k in keys}
+    first = (rows[0]["seeds"][0].get("video_scores") or {}).get(arms_of(rows)[0]) or {}
+    out["embedding"], out["consistency_skipped"] = first.get("embedding"), first.get("consistency_skipped")
+    return out
+
+
 def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int, rows: list[dict]) -> dict:
     """The report's figures: per arm, paired ReNeg minus each baseline, win rates and verdicts."""
     from ..core import stats
@@ -85,6 +102,7 @@ def summary(spec, neg, reward_name: str, handcrafted: str, settings, seeds: int,
         "paired_difference": differences,
         "win_rate": wins,
         "verdict": verdicts,
+        "video_scores": video_means(rows),
         "interval": f"{stats.LEVEL:.0%}: nested bootstrap over prompts then seeds "
         f"({stats.BOOTSTRAP_RESAMPLES} resamples, seed 0) for means; Wilson score for win rates",
         "prompts": rows,
@@ -166,6 +184,26 @@ def _interval(v: dict) -> str:
     return f"[{v['low']:.4g}, {v['high']:.4g}]"
 
 
+def _video_table(video: dict | None) -> list[str]:
+    """The video-level scores' means per arm as an HTML table (none for a report without them)."""
+    if not video or not any(video["arms"].values()):
+        return []
+    names = {"flicker": "flicker", "frozen_share": "frozen share", "motion": "motion"}
+    names["consistency"] = "consistency"
+    keys = [k for k in names if all(k in v for v in video["arms"].values())]
+    lines = ["<table id='video-scores'><tr><th>arm (video-level, mean)</th>"]
+    lines[0] += "".join(f"<th>{names[k]}</th>" for k in keys) + "</tr>"
+    for arm, values in video["arms"].items():
+        lines.append(
+            f"<tr><td>{arm}</td>" + "".join(f"<td>{values[k]['mean']:.4f}</td>" for k in keys) + "</tr>"
+        )
+    where = video["embedding"] or f"skipped: {video['consistency_skipped']}"
+    lines.append(
+        f"</table><p><small>consistency on the image embeddings of {html.escape(str(where))}</small></p>"
+    )
+    return lines
+
+
 def html_page(report: dict) -> str:
     e = html.escape
     n, arms = report["n"], tuple(report["arms"])
@@ -199,6 +237,7 @@ def html_page(report: dict) -> str:
         for k, v in report["win_rate"].items()
     ]
     lines.append(f"</table><p><small>{e(report['interval'])}</small></p>")
+    lines += _video_table(report.get("video_scores"))
     width, height = plot_size(n["prompts"])
     lines.append(
         f"<img id='paired-differences' src='{report['paired_plot']}' width='{width}' height='{height}' "

@@ -23,6 +23,7 @@ from ..core.embedding import NegativeEmbedding
 from ..core.settings import Settings
 from ..core.specs import AdapterSpec
 from ..rewards.frames import frame_scores
+from ..rewards.temporal import SCORES, score_video
 from . import report as reports
 from .report import ARMS
 
@@ -131,6 +132,8 @@ def _render_items(job: ValidationJob, todo: list, store, device, dtype, index: i
         export_video(frames, job.out / "videos" / f"{key}.mp4", settings.fps)
         scores = frame_scores(reward, frames, prompt)
         record = {"video": f"videos/{key}.mp4", "frames": scores, "mean": float(np.mean(scores))}
+        video = score_video(frames, reward)
+        record["video_scores"] = {k: video[k] for k in (*SCORES, "embedding", "consistency_skipped")}
         # Last: the item counts as done from here. The speed preset's settings travel with each item, so
         # the merge reports them even when the main process rendered nothing (a resumed run).
         item = {"reward": reward.name, "speed": pipe.reneg_speed, "steps": settings.steps, **record}
@@ -147,10 +150,11 @@ def _merge(job: ValidationJob, store) -> dict:
     for p_index, prompt in enumerate(job.prompts):
         row = {"prompt": prompt, "seeds": []}
         for seed in range(job.seeds):
-            entry = {"seed": seed, "videos": {}, "frames": {}, "mean": {}}
+            entry = {"seed": seed, "videos": {}, "frames": {}, "mean": {}, "video_scores": {}}
             for arm in job.arms:
                 item = store.read(item_key(p_index, seed, arm))
                 reward_name = item["reward"]
+                entry["video_scores"][arm] = item.get("video_scores")  # None: an item of an older run
                 entry["videos"][arm], entry["frames"][arm], entry["mean"][arm] = (
                     item["video"],
                     item["frames"],

@@ -80,14 +80,27 @@ class AestheticReward:
         scores = []
         with context:
             for start in range(0, count, batch_size):
-                pixels = preprocess(frames[start : start + batch_size], self.input_size).to(
-                    self.device, dtype
-                )
-                embeds = self.vision(pixel_values=pixels).image_embeds  # [B, E]
-                # The reference normalises in float32 (numpy) and runs the MLP in float32.
-                embeds = F.normalize(embeds.float(), dim=-1)
+                embeds = self._image_embeddings(frames[start : start + batch_size], dtype)  # [B, E]
                 scores.append(self.head(embeds.to(head_dtype)).squeeze(-1).float())
         return torch.cat(scores)
+
+    def _image_embeddings(self, frames: Frames, dtype: torch.dtype) -> torch.Tensor:
+        """Some frames -> L2-normalised CLIP image embeddings, float32 [B, E]."""
+        pixels = preprocess(frames, self.input_size).to(self.device, dtype)
+        embeds = self.vision(pixel_values=pixels).image_embeds
+        # The reference normalises in float32 (numpy) and runs the MLP in float32.
+        return F.normalize(embeds.float(), dim=-1)
+
+    def embed_frames(self, frames: Frames, *, batch_size: int | None = None) -> torch.Tensor:
+        """The frames' L2-normalised CLIP ViT-L/14 image embeddings, float32 [F, E] (what video-level
+        consistency compares, `rewards.temporal`)."""
+        count, batch_size, context = scoring_setup(frames, "", batch_size, self.batch_size)
+        dtype = next(self.vision.parameters()).dtype
+        with context:
+            parts = [
+                self._image_embeddings(frames[s : s + batch_size], dtype) for s in range(0, count, batch_size)
+            ]
+        return torch.cat(parts)
 
     def __repr__(self) -> str:
         return f"AestheticReward(name={self.name!r}, device={self.device})"

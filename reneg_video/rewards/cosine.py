@@ -81,12 +81,27 @@ class CosineReward:
             scale = self.model.logit_scale.exp().float() if self.scale is None else self.scale
             scores = []
             for start in range(0, count, batch_size):
-                pixels = self.pixels(frames[start : start + batch_size]).to(self.device, dtype)
-                image = self.model.get_image_features(pixel_values=pixels)
-                image = getattr(image, "pooler_output", image)
-                image = F.normalize(image.float(), dim=-1)  # [B, D]
+                image = self._image_embeddings(frames[start : start + batch_size], dtype)  # [B, D]
                 scores.append((scale * (image @ text.T).squeeze(-1) - self.mean) / self.std)
         return torch.cat(scores).float()
+
+    def _image_embeddings(self, frames: Frames, dtype: torch.dtype) -> torch.Tensor:
+        """Some frames -> their L2-normalised image embeddings, float32 [B, D]."""
+        pixels = self.pixels(frames).to(self.device, dtype)
+        image = self.model.get_image_features(pixel_values=pixels)
+        image = getattr(image, "pooler_output", image)  # transformers may wrap the features
+        return F.normalize(image.float(), dim=-1)
+
+    def embed_frames(self, frames: Frames, *, batch_size: int | None = None) -> torch.Tensor:
+        """The frames' L2-normalised image embeddings from the image tower `score_frames` uses: float32
+        [F, D] (what video-level consistency compares, `rewards.temporal`)."""
+        count, batch_size, context = scoring_setup(frames, "", batch_size, self.batch_size)
+        dtype = next(self.model.parameters()).dtype
+        with context:
+            parts = [
+                self._image_embeddings(frames[s : s + batch_size], dtype) for s in range(0, count, batch_size)
+            ]
+        return torch.cat(parts)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={self.device})"

@@ -59,16 +59,20 @@ def summarise(scores: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def build_report(prompt: str, scores: dict[str, np.ndarray]) -> dict:
+def build_report(prompt: str, scores: dict[str, np.ndarray], video: dict | None = None) -> dict:
+    """One video's report; `video`, its video-level scores (`temporal.video_scores`), as "video_scores"."""
     names = list(scores)
     count = len(next(iter(scores.values())))
     frames = [{"index": i, **{name: float(scores[name][i]) for name in names}} for i in range(count)]
-    return {
+    report = {
         "prompt": prompt,
         "rewards": names,
         "frames": frames,
         "summary": {n: summarise(scores[n]) for n in names},
     }
+    if video is not None:
+        report["video_scores"] = video
+    return report
 
 
 def format_table(report: dict) -> str:
@@ -84,6 +88,10 @@ def format_table(report: dict) -> str:
             value = report["summary"][n][key]
             cells.append(("n/a" if value is None else f"{value:.4f}").rjust(width + 2))
         lines.append(key.ljust(8) + "".join(cells))
+    if "video_scores" in report:
+        from .temporal import format_scores
+
+        lines.append("video   " + format_scores(report["video_scores"]))
     if any(n.startswith("tiny-") for n in names):
         lines.append("note: tiny-* rewards are random models: their scores are noise.")
     return "\n".join(lines)
@@ -105,17 +113,15 @@ def write_outputs(
     if csv_path:
         with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            if "videos" in report:  # several videos: one row per frame of each
-                writer.writerow(["video", "index", *report["rewards"]])
-                for entry in report["videos"]:
-                    for row in entry["frames"]:
-                        writer.writerow(
-                            [entry["video"], row["index"], *(repr(row[n]) for n in report["rewards"])]
-                        )
-            else:
-                writer.writerow(["index", *report["rewards"]])
-                for row in report["frames"]:
-                    writer.writerow([row["index"], *(repr(row[n]) for n in report["rewards"])])
+            entries = report.get("videos", [report])
+            extra = list(CSV_PAIR_COLUMNS) if "video_scores" in entries[0] else []
+            lead = ["video"] if "videos" in report else []  # several videos: one row per frame of each
+            writer.writerow([*lead, "index", *report["rewards"], *extra])
+            for entry in entries:
+                for row in entry["frames"]:
+                    cells = [row["index"], *(repr(row[n]) for n in report["rewards"])]
+                    pairs = _pair_cells(entry, row["index"]) if extra else []
+                    writer.writerow([*([entry["video"]] if lead else []), *cells, *pairs])
     if plot_path:
         import matplotlib
 
@@ -136,6 +142,19 @@ def write_outputs(
         with atomic_path(plot_path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
+
+
+# Per-frame CSV columns behind the video-level scores: frame i's MAD to frame i - 1 and its VBench
+# consistency term (empty for frame 0, and consistency empty when no reward embedded the frames).
+CSV_PAIR_COLUMNS = ("mad_to_previous", "consistency_term")
+
+
+def _pair_cells(entry: dict, index: int) -> list[str]:
+    video = entry["video_scores"]
+    if index == 0:
+        return ["", ""]
+    consistency = video["pair_consistency"]
+    return [repr(video["pair_mad"][index - 1]), "" if consistency is None else repr(consistency[index - 1])]
 
 
 def video_paths(items: Sequence[str]) -> list[Path]:
@@ -213,12 +232,15 @@ def score_with_each(
     device: str,
     batch_size: int,
     files: dict,
-) -> list[dict[str, np.ndarray]]:
+) -> tuple[list[dict[str, np.ndarray]], list[dict]]:
     """Per video {reward: per-frame scores}, the rewards loaded one at a time (only one model in memory);
-    `files` are ImageReward's (`reward_files`)."""
+    `files` are ImageReward's (`reward_files`). Also each video's video-level scores
+    (`temporal.video_scores`), consistency on the embeddings of the first reward with a CLIP image tower."""
     from . import load_reward
+    from .temporal import embedder, video_scores
 
     scores: list[dict[str, np.ndarray]] = [{} for _ in videos]
+    embedded, reasons = None, []
     for name in names:
         kwargs = {"device": device, "batch_size": batch_size}
         if name == "imagereward":
@@ -226,13 +248,31 @@ def score_with_each(
         reward = load_reward(name, **kwargs)
         for per_video, values in zip(scores, score_videos(reward, videos, prompts, batch_size), strict=True):
             per_video[name] = values
+        if embedded is None:
+            found, embed = embedder(reward)
+            if found is None:
+                reasons.append(embed)
+            else:
+                embedded = (found, [embed(video, batch_size=batch_size) for video in videos])
         del reward
-    return scores
+    if embedded is None:
+        return scores, [video_scores(video, skipped="; ".join(reasons)) for video in videos]
+    found, embeddings = embedded
+    level = [video_scores(v, e) for v, e in zip(videos, embeddings, strict=True)]
+    return scores, [{**v, "embedding": found} for v in level]
 
 
-def combined_report(paths: list[Path], prompts: list[str], names: list[str], scores: list[dict]) -> dict:
-    """One video's report (`build_report`), or for several {"rewards", "videos": [{"video", ...}, ...]}."""
-    reports = [build_report(prompt, per_video) for prompt, per_video in zip(prompts, scores, strict=True)]
+def combined_report(
+    paths: list[Path],
+    prompts: list[str],
+    names: list[str],
+    scores: list[dict],
+    video: list[dict] | None = None,
+) -> dict:
+    """One video's report (`build_report`), or for several {"rewards", "videos": [{"video", ...}, ...]};
+    `video`: each video's video-level scores (`score_with_each`)."""
+    video = video or [None] * len(paths)
+    reports = [build_report(*args) for args in zip(prompts, scores, video, strict=True)]
     if len(paths) == 1:
         return reports[0]
     return {"rewards": names, "videos": [{"video": str(p), **r} for p, r in zip(paths, reports, strict=True)]}

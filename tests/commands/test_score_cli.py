@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from reneg_video.commands import score as score_cli
+from reneg_video.rewards.temporal import FROZEN_MAD, KEYS
 
 PROMPT = "a corgi surfing a wave"
 FRAMES = 6
@@ -48,7 +49,7 @@ def mp4(tmp_path_factory) -> Path:
 
 
 def _check_report(report: dict, count: int, rewards: list[str]) -> None:
-    assert list(report) == ["prompt", "rewards", "frames", "summary"]
+    assert list(report) == ["prompt", "rewards", "frames", "summary", "video_scores"]
     assert report["prompt"] == PROMPT
     assert report["rewards"] == rewards
     assert [row["index"] for row in report["frames"]] == list(range(count))
@@ -61,6 +62,10 @@ def _check_report(report: dict, count: int, rewards: list[str]) -> None:
         assert summary["mean"] == pytest.approx(values.mean())
         assert summary["min"] == pytest.approx(values.min())
         assert summary["temporal"] == pytest.approx(np.abs(np.diff(values)).mean())
+    video = report["video_scores"]  # the video-level scores (rewards.temporal)
+    assert set(video) == set(KEYS) and len(video["pair_mad"]) == count - 1
+    assert video["flicker"] == pytest.approx(np.mean(video["pair_mad"])) and video["flicker"] > 0
+    assert video["frozen_share"] == 0 and video["motion"] > 0
 
 
 @pytest.mark.parametrize("kind", ["gif", "mp4"])
@@ -78,8 +83,13 @@ def test_scores_video_and_writes_outputs(kind, request, tmp_path, capsys):
     # frames differ, so do their (noise) scores: one score per frame, not one broadcast value
     assert len({row["tiny-imagereward"] for row in report["frames"]}) == FRAMES
     rows = list(csv.reader(out_csv.open()))
-    assert rows[0] == ["index", "tiny-imagereward"] and len(rows) == FRAMES + 1
+    assert rows[0] == ["index", "tiny-imagereward", "mad_to_previous", "consistency_term"]
+    assert len(rows) == FRAMES + 1 and rows[1][2:] == ["", ""]
     assert float(rows[1][1]) == report["frames"][0]["tiny-imagereward"]
+    assert float(rows[2][2]) == report["video_scores"]["pair_mad"][0] and rows[2][3] == ""  # no CLIP tower
+    assert report["video_scores"]["consistency"] is None
+    assert "no CLIP image tower in tiny-imagereward" in report["video_scores"]["consistency_skipped"]
+    assert "video   flicker" in stdout
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "temporal" in stdout and "noise" in stdout
     assert f"{report['summary']['tiny-imagereward']['mean']:.4f}" in stdout
@@ -245,7 +255,8 @@ def test_several_videos_and_folders_are_scored_together_in_batches(tmp_path, gif
             [r["tiny-imagereward"] for r in alone], abs=1e-5
         )
     rows = list(csv.reader((tmp_path / "all.csv").open()))
-    assert rows[0] == ["video", "index", "tiny-imagereward"] and len(rows) == 1 + 3 * FRAMES
+    assert rows[0] == ["video", "index", "tiny-imagereward", "mad_to_previous", "consistency_term"]
+    assert len(rows) == 1 + 3 * FRAMES
 
 
 def test_prompts_file_must_match_the_videos(tmp_path, gif, mp4, capsys):
@@ -262,3 +273,24 @@ def test_prompts_file_must_match_the_videos(tmp_path, gif, mp4, capsys):
     assert score_cli.main([str(empty), "--prompt", "x", "--reward", "tiny-imagereward"]) == 2
     assert "holds no .mp4" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "p.txt"]
+
+
+def test_video_level_scores_use_the_first_reward_with_a_clip_tower(tmp_path, gif, capsys):
+    still = tmp_path / "still.mp4"  # (a GIF writer merges repeated frames into one)
+    iio.imwrite(still, np.repeat(_frames()[:1], FRAMES, axis=0), plugin="FFMPEG", fps=8, codec="libx264",
+                macro_block_size=16)  # fmt: skip
+    out = tmp_path / "s.json"
+    argv = [str(gif), str(still), "--prompt", PROMPT, "--reward", "tiny-imagereward,tiny-clip", "--json", str(out),
+            "--csv", str(tmp_path / "s.csv")]  # fmt: skip
+    assert score_cli.main(argv) == 0
+    moving, frozen = (entry["video_scores"] for entry in json.loads(out.read_text())["videos"])
+    for video in (moving, frozen):
+        assert video["embedding"] == "tiny-clip" and video["consistency_skipped"] is None
+        assert len(video["pair_consistency"]) == FRAMES - 1
+    # h264 leaves a still video a little short of still: within one 8-bit level, so frozen all the same
+    assert frozen["frozen_share"] == 1 and frozen["flicker"] < FROZEN_MAD and frozen["motion"] < FROZEN_MAD
+    assert frozen["consistency"] == pytest.approx(1.0, abs=1e-4) and 0 < moving["consistency"] < 0.99
+    assert moving["motion"] > 0 and moving["frozen_share"] == 0
+    rows = list(csv.reader((tmp_path / "s.csv").open()))
+    assert float(rows[2][-1]) == moving["pair_consistency"][0]
+    assert capsys.readouterr().out.count("consistency") == 2  # one line of video-level scores per video

@@ -43,6 +43,13 @@ def test_report_json_shape(report_dir):
         assert report["verdict"][base].startswith(f"ReNeg beats {base} on {win['wins']} of 2 prompts")
     for arm, values in report["arms"].items():
         assert values["mean"] == report["mean_reward"][arm]
+    video = report["video_scores"]  # the arms' video-level scores (rewards.temporal), mean per arm
+    assert set(video["arms"]) == {"null", "handcrafted", "reneg"} and video["embedding"] is None
+    assert "no CLIP image tower in tiny-imagereward" in video["consistency_skipped"]
+    for scores in video["arms"].values():
+        assert set(scores) == {"flicker", "frozen_share", "motion"}  # no consistency without a CLIP tower
+        assert scores["flicker"]["low"] <= scores["flicker"]["mean"] <= scores["flicker"]["high"]
+    assert "<table id='video-scores'>" in (report_dir / "index.html").read_text()
     assert len(report["prompts"]) == 2
     for row in report["prompts"]:
         for entry in row["seeds"]:
