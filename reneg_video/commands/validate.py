@@ -30,7 +30,6 @@ from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     p = Parser(
         prog="reneg-validate",
         description="Render null-text, handcrafted-negative and ReNeg arms with the same seeds over a prompt "
@@ -84,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="complete the interrupted run in --out (same arguments): finished videos are kept, not redone",
     )
+    _add_run_options(p)
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Size, device, speed and console options (after --resume, in the order --help has always shown)."""
     for name, kind in (
         ("frames", int),
         ("height", int),
@@ -112,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bar (the libraries' notices and bars are always hidden)",
     )
-    return p
 
 
 def parse_arms(text: str) -> tuple[str, ...]:
