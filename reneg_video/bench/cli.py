@@ -25,6 +25,9 @@ CPU rows (goals from issue 6):
 - speed_quality: reward (`--speed-reward`) of `fast` and `fastest` vs `off` on the same seeds, paired
   differences with 95% bootstrap intervals, denoiser calls and FLOPs per video; on shapes models also the
   programmatic judge. On stand-ins the reward is noise: mechanics only.
+- validate_per_video: `reneg-validate`'s wall time per video vs one `reneg-video` render of such a video
+  (shapes-t2v with shapes-reward; --quick: tiny-zeroscope), fresh processes with their loading: goal <= 1.2
+  (issue 31).
 - trainer_peak_memory: one training step on an SD-architecture UNet at reduced width, 256 px, 10 DDIM
   steps: the trainer's way (`Trainer.loss_and_reward`: truncated backprop through the last step, gradient
   checkpointing) vs backprop through the whole sampling chain; the reward is mean brightness (a tiny
@@ -46,6 +49,7 @@ from .gpu import gpu_rows
 from .harness import Row, format_table, machine, plot
 from .memory import ARMS, row_trainer, row_vae_decode
 from .speed import SPEED_MODEL, row_adapter_overhead, row_frame_scoring, row_speed_fast, row_speed_quality
+from .throughput import row_validate_per_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +89,7 @@ CPU_ROWS = (
     "trainer_peak_memory",
     "speed_fast_time",
     "speed_quality",
+    "validate_per_video",
 )
 
 
@@ -129,6 +134,8 @@ def run(argv: list[str] | None = None) -> int:
             rows.append(row_speed_fast(args.quick, args.speed_model))
         elif name == "speed_quality":
             rows.append(row_speed_quality(args.quick, args.speed_model, args.speed_reward, args.speed_seeds))
+        elif name == "validate_per_video":
+            rows.append(row_validate_per_video(args.quick))
     if args.gpu:
         rows += gpu_rows(args.quick)
     seconds = time.perf_counter() - started

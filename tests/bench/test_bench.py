@@ -45,6 +45,8 @@ def test_quick_suite_writes_the_json_shape(tmp_path, standin_cache):
     assert calls["fast"] * 2 == calls["off"]  # DPM-Solver++ at half the steps
     quality = rows["speed_quality"]["extra"]
     assert quality["fast"]["denoiser_flops_saved"] > 0 and quality["fastest"]["denoiser_calls"] >= 1
+    validate = rows["validate_per_video"]
+    assert validate["status"] == "measured" and validate["extra"]["videos_per_validation"] == 6  # 2 x 1 x 3
     assert "adapter_overhead" in proc.stdout and "ratio" in proc.stdout  # the readable table
 
 
