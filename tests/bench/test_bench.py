@@ -18,6 +18,7 @@ from reneg_video.bench import CPU_ROWS, Row, format_table, main, peak_rss
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_quick_suite_writes_the_json_shape(tmp_path, standin_cache):
     out = tmp_path / "bench.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "RENEG_VIDEO_CACHE": str(standin_cache)}

@@ -193,6 +193,7 @@ def _run(args: list, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_every_cli_refuses_as_a_real_process(tmp_path):
     """One process per case: the exit code is the interpreter's, stderr is all there is."""
     work = tmp_path / "work"

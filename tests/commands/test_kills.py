@@ -22,6 +22,9 @@ from reneg_video.core.export import validate_gif, validate_mp4
 
 from ..conftest import run_and_kill
 
+# Minutes of work each (quick builds, real processes killed and resumed): `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

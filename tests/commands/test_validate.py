@@ -119,6 +119,7 @@ def test_arms_null_reneg_renders_two_arms_and_compares_one_pair(tmp_path, capsys
     assert main(_small(out, "--resume")) == 2 and "other" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_output_is_short_verdicts_and_path(tmp_path, pipelines):
     """A fresh process, as a user runs it: no JSON dump, no library notices, a short console."""
     if not PROMPTS.exists():

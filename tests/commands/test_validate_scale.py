@@ -15,6 +15,9 @@ import pytest
 
 from ..conftest import run_and_kill, shared_file, subprocess_env
 
+# Minutes of work each (quick builds, real processes killed and resumed): `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 # torchrun gives each process one intra-op thread (OMP_NUM_THREADS=1); CPU float reductions depend on
 # the thread count in the last digits, so the 1-process reference runs with one thread too.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}

@@ -689,6 +689,7 @@ def video_seeds(tmp_path_factory) -> list[bytes]:
 
 
 @pytest.mark.parametrize("reader", sorted(VIDEO_READERS))
+@pytest.mark.slow
 def test_fuzz_video_readers(tmp_path, video_seeds, reader):
     outcomes = []
     function, check = VIDEO_READERS[reader]

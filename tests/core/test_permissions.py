@@ -40,6 +40,7 @@ def test_atomic_outputs_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
     assert mode(tmp_path / "d") == dir_mode
 
 
+@pytest.mark.slow
 def test_quickstart_outputs_are_0644_under_umask_022(tmp_path):
     import shlex
 

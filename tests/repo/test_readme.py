@@ -5,12 +5,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import pytest
+
 from reneg_video.commands.video import main
 from reneg_video.core.export import validate_gif, validate_mp4
 
 from ..conftest import REPO, SHARED, code_blocks
 
 
+@pytest.mark.slow
 def test_readme_quick_start_runs(tmp_path, monkeypatch, capsys):
     command = code_blocks("bash")[0].strip().split(" && ")[-1]
     argv = shlex.split(command)

@@ -15,6 +15,9 @@ import torch
 from shapes_world import data, judge
 from shapes_world import world as W
 
+# Minutes of work each (quick builds, real processes killed and resumed): `pytest -m "not slow"` skips them.
+pytestmark = pytest.mark.slow
+
 HELD_OUT = data.split_prompts()[1]
 
 

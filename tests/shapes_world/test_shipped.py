@@ -70,6 +70,7 @@ def test_shipped_t2i_draws_what_prompts_say(t2i):
     assert acc.mean() >= T2I_MIN_ACCURACY, acc.mean()
 
 
+@pytest.mark.slow
 def test_shipped_t2v_moves_as_prompts_say():
     from reneg_video.models.pipeline import load_pipeline
     from shapes_world.build.common import sample
@@ -84,6 +85,7 @@ def test_shipped_t2v_moves_as_prompts_say():
     assert result["accuracy"] >= T2V_MIN_ACCURACY, result
 
 
+@pytest.mark.slow
 def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
     # Before the build's motion stage this followed the word 0.25 of the time (chance; docs/shapes.md); v5: 7/8.
     from reneg_video.models.pipeline import load_pipeline
@@ -100,6 +102,7 @@ def test_shipped_t2v_moves_in_the_direction_the_prompt_asks():
     assert np.mean(motion) > 0.5, motion
 
 
+@pytest.mark.slow
 def test_shipped_t2v_renders_the_issues_example_for_most_seeds():
     """Issue 12's example through reneg-video's own path (load_embedding, load_pipeline, attach, generate;
     the CLI adds only the export): the judge passes every check for most of seeds 0-9. "Most" is the
@@ -144,6 +147,7 @@ def test_shapes_reward_prefers_what_the_judge_prefers():
     assert frames.grad is not None and frames.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
     """Measured on 60 held-out prompts x 2 seeds: ReNeg 0.823 vs null 0.793 (the v1 weights: 0.670 vs 0.680)."""
     from reneg_video.core.embedding import load_embedding
@@ -159,6 +163,7 @@ def test_shipped_reneg_embedding_beats_null_on_held_out_prompts(t2i):
     assert reneg.mean() > null.mean(), (reneg.mean(), null.mean())
 
 
+@pytest.mark.slow
 def test_refinement_arms_start_from_the_embedding_arm_and_keep_the_best(t2i):
     """best-of 1 is the embedding arm itself; optimize-neg and best-of keep their start when it scores best,
     so per sample their reward is never below the embedding arm's (same noise, same reward)."""

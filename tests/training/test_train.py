@@ -100,6 +100,7 @@ def _run(args, **kw):
 # Kill-and-resume (bit-identical, including kills during checkpoint writes) lives in tests/test_kills.py.
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     """--batch-size is the global batch: the same command on 1 or 2 processes learns the same embedding."""
     pytest.importorskip("accelerate")
