@@ -9,6 +9,7 @@ of `reneg-video` rendering one of those videos (same model, steps, size, the ReN
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import tempfile
@@ -28,8 +29,8 @@ QUICK_SIZE = ["--frames", "2", "--height", "32", "--width", "32", "--steps", "2"
 ARMS_PER_ITEM = 3  # null, handcrafted, ReNeg: every arm reneg-validate renders by default
 
 
-def _embedding_for(model: str) -> Path:
-    """A file of the model's text space: a plugin's own shipped file, or a zeros file of the family."""
+def _embedding_for(model: str, folder: Path) -> Path:
+    """A zeros embedding of the model's text space, written in `folder` (timing does not depend on values)."""
     import torch
 
     from ..core.embedding import NegativeEmbedding
@@ -37,7 +38,7 @@ def _embedding_for(model: str) -> Path:
     spec = load_spec(model)
     family = spec.family
     tokens = family.positions or spec.tokens
-    path = Path(tempfile.mkdtemp(prefix="reneg-bench-")) / "neg.safetensors"
+    path = folder / "neg.safetensors"
     mask = torch.ones(1, tokens, dtype=torch.bool) if family.masked else None
     NegativeEmbedding(torch.zeros(1, tokens, family.width), mask, family, source="bench").save(path)
     return path
@@ -64,16 +65,20 @@ def _timed(args: list[str]) -> dict[str, Any]:
 
 def row_validate_per_video(quick: bool) -> Row:
     """Per-video wall time of reneg-validate vs a single reneg-video render, alternated, medians."""
+    with tempfile.TemporaryDirectory(prefix="reneg-bench-validate-") as work:
+        return _measure_validate(quick, Path(work))
+
+
+def _measure_validate(quick: bool, work: Path) -> Row:
     cfg = QUICK if quick else FULL
     size = QUICK_SIZE if quick else []
     repeats = 1 if quick else 3
-    neg = _embedding_for(cfg["model"])
-    work = Path(tempfile.mkdtemp(prefix="reneg-bench-validate-"))
+    neg = _embedding_for(cfg["model"], work)
     prompts = _prompts(cfg["model"], cfg["prompts"])
     prompts_file = work / "prompts.txt"
     prompts_file.write_text("\n".join(prompts) + "\n", encoding="utf-8")
     videos = len(prompts) * cfg["seeds"] * ARMS_PER_ITEM
-    runs = iter(range(10_000))
+    runs = itertools.count()
     common = ["--model", cfg["model"], "--neg", str(neg), *size]
 
     def validate() -> dict[str, Any]:
