@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .nag import NagParams
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class Settings:
     fps: int
     # The spec's per-step scales, in force unless the user passed --guidance (`generate.settings_for`).
     guidance_schedule: GuidanceSchedule | None = None
+    # How the two CFG branches combine (`core.guidance.RULES`; "cfg": the pipeline's own combine).
+    guidance_rule: str = "cfg"
+    # Normalized Attention Guidance at guidance 1 (`core.nag`): the negative enters the cross-attention.
+    nag: NagParams | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -7,6 +7,7 @@ per-step guidance schedule is applied through diffusers' `callback_on_step_end`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..core.errors import SpecError, UsageError
+from ..core.guidance import check_rule, guidance_rule
 from ..core.settings import GuidanceSchedule, Settings
 from ..core.specs import AdapterSpec, validate_settings
 
@@ -39,7 +41,32 @@ def settings_for(spec: AdapterSpec, *, seed: int = 0, **overrides) -> Settings:
     schedule = spec.guidance_schedule if overrides.get("guidance") is None else None
     settings = Settings(seed=seed, guidance_schedule=schedule, **values)
     validate_settings(spec, settings)
+    check_rule(settings.guidance_rule, spec, settings.guidance, scheduled=schedule is not None)
+    if settings.nag is not None:
+        check_nag_settings(spec, settings)
     return settings
+
+
+def check_nag_settings(spec: AdapterSpec, settings: Settings) -> None:
+    """NAG guides inside the one conditional pass of guidance 1; CFG's negative branch is another mechanism."""
+    from ..core.nag import check_nag
+
+    check_nag(spec)
+    if settings.guidance_schedule is not None or settings.guidance > CFG_MIN_GUIDANCE:
+        shown = (
+            "its guidance schedule"
+            if settings.guidance_schedule is not None
+            else f"--guidance {settings.guidance:g}"
+        )
+        raise UsageError(
+            f"--nag with {shown}: NAG puts the negative into the attention of the single pass run at guidance 1; "
+            "pass --guidance 1 (or leave --nag out for classifier-free guidance)"
+        )
+    if settings.guidance_rule != "cfg":
+        raise UsageError(
+            f"--nag with --guidance-rule {settings.guidance_rule}: a rule combines two CFG branches, NAG runs one; "
+            "use one of them"
+        )
 
 
 # diffusers' pipelines run the negative branch only when `guidance_scale > 1` (`do_classifier_free_guidance`):
@@ -170,6 +197,15 @@ def _one_step_sigmas(pipe, steps: int):
         module.linear_quadratic_schedule = original
 
 
+def _nag(pipe, spec: AdapterSpec, settings: Settings, negative_prompt: str | None):
+    """NAG's negative: the attached embedding, else the negative prompt, else the empty prompt (null)."""
+    from ..core.nag import nag_attention, negative_context
+
+    neg = getattr(pipe, "reneg_negative", None)
+    context, mask = negative_context(pipe, spec, neg, None if neg is not None else negative_prompt)
+    return nag_attention(pipe, context, mask, settings.nag)
+
+
 def generate(
     pipe,
     spec: AdapterSpec,
@@ -194,7 +230,7 @@ def generate(
         kwargs[spec.frames_arg] = settings.frames
     if spec.fps_arg:
         kwargs[spec.fps_arg] = settings.fps
-    if negative_prompt:
+    if negative_prompt and settings.nag is None:
         kwargs["negative_prompt"] = negative_prompt
     if latents is not None:
         kwargs["latents"] = latents.to(pipe.device)
@@ -203,8 +239,15 @@ def generate(
         scheduled = _schedule_callback(pipe, spec, settings.guidance_schedule)
         kwargs["guidance_scale"] = scheduled.first_scale()
         kwargs["callback_on_step_end"] = scheduled
-    with _one_step_sigmas(pipe, settings.steps):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_one_step_sigmas(pipe, settings.steps))
+        rule = stack.enter_context(
+            guidance_rule(pipe, settings.guidance_rule, settings.guidance, settings.steps)
+        )
+        if settings.nag is not None:
+            stack.enter_context(_nag(pipe, spec, settings, negative_prompt))
         out = pipe(**kwargs)
+    pipe.reneg_rule_scales = rule.scales
     # What the combine used at each step: [(step, timestep fraction, scale)], or None at a constant scale.
     pipe.reneg_guidance_used = scheduled.used if scheduled is not None else None
     if scheduled is not None:
