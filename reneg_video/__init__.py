@@ -42,10 +42,12 @@ _LAZY = {
     "load_reward": "rewards",
     "parse_reward_spec": "rewards",
     "apply_memory_preset": "core.memory",
+    "guidance_rule": "core.guidance",
 }
 
 if TYPE_CHECKING:
     from .core.export import export_video
+    from .core.guidance import guidance_rule
     from .core.inject import attach, detach
     from .core.memory import apply_memory_preset
     from .core.specs import AdapterSpec, list_models, load_spec
@@ -80,6 +82,7 @@ __all__ = [
     "attach",
     "detach",
     "export_video",
+    "guidance_rule",
     "list_models",
     "load_embedding",
     "load_pipeline",

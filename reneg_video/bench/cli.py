@@ -28,6 +28,9 @@ CPU rows (goals from issue 6):
 - validate_per_video: `reneg-validate`'s wall time per video vs one `reneg-video` render of such a video
   (shapes-t2v with shapes-reward; --quick: tiny-zeroscope), fresh processes with their loading: goal <= 1.2
   (issue 31).
+- nag_vs_cfg: one video with NAG at guidance 1 (the negative in the cross-attention, one denoiser pass per
+  step) vs CFG at the spec's guidance (two passes), same model, steps and negative rows (shapes-t2v;
+  --quick: tiny-zeroscope): wall time, goal <= 1.0 (issue 30).
 - trainer_peak_memory: one training step on an SD-architecture UNet at reduced width, 256 px, 10 DDIM
   steps: the trainer's way (`Trainer.loss_and_reward`: truncated backprop through the last step, gradient
   checkpointing) vs backprop through the whole sampling chain; the reward is mean brightness (a tiny
@@ -46,6 +49,7 @@ from pathlib import Path
 from ..commands.common import Parser
 from ..core.errors import ReNegError, UsageError
 from .gpu import gpu_rows
+from .guidance import row_nag_vs_cfg
 from .harness import Row, format_table, machine, plot
 from .memory import ARMS, row_trainer, row_vae_decode
 from .speed import SPEED_MODEL, row_adapter_overhead, row_frame_scoring, row_speed_fast, row_speed_quality
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed-model",
         default=SPEED_MODEL,
         metavar="NAME",
-        help=f"model of the speed_* rows (default {SPEED_MODEL}; e.g. shapes-t2v once it exists)",
+        help=f"model of the speed_* rows (default {SPEED_MODEL}; e.g. shapes-t2v)",
     )
     p.add_argument(
         "--speed-reward",
@@ -90,6 +94,7 @@ CPU_ROWS = (
     "speed_fast_time",
     "speed_quality",
     "validate_per_video",
+    "nag_vs_cfg",
 )
 
 
@@ -136,6 +141,8 @@ def run(argv: list[str] | None = None) -> int:
             rows.append(row_speed_quality(args.quick, args.speed_model, args.speed_reward, args.speed_seeds))
         elif name == "validate_per_video":
             rows.append(row_validate_per_video(args.quick))
+        elif name == "nag_vs_cfg":
+            rows.append(row_nag_vs_cfg(args.quick))
     if args.gpu:
         rows += gpu_rows(args.quick)
     seconds = time.perf_counter() - started

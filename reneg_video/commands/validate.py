@@ -25,8 +25,15 @@ from pathlib import Path
 
 from ..core.errors import ReNegError, UsageError
 from ..core.prompts import PAPER_NEGATIVE_ALIAS, baseline_negative
+from ..render.job import guidance_overrides
 from ..render.report import ARMS, BASELINES
-from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
+from .common import (
+    SPEED_EPILOG,
+    Parser,
+    add_guidance_options,
+    add_speed_option,
+    prompts_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +113,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="run every process on CPU (under `accelerate launch --multi_gpu`: gloo processes on CPU)",
     )
     add_speed_option(p)
+    add_guidance_options(p)
     p.add_argument(
         "--json",
         action="store_true",
@@ -166,11 +174,14 @@ def validate(args: argparse.Namespace) -> dict | None:
         check_reward_name(name)
     settings = settings_for(
         spec, seed=0, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
-        guidance=args.guidance, fps=args.fps,
+        guidance=args.guidance, fps=args.fps, **guidance_overrides(args),
     )  # fmt: skip
-    require_cfg(settings, "--neg")  # every arm would be the same video
+    if settings.nag is None:
+        require_cfg(settings, "--neg")  # every arm would be the same video
     neg = load_embedding(args.neg)
-    check_embedding(neg, spec, args.neg)  # the one check it gets: the rendering trusts it
+    check_embedding(
+        neg, spec, args.neg, nag=settings.nag is not None
+    )  # the one check it gets: the rendering trusts it
     handcrafted = baseline_negative(args.negative_prompt, spec.defaults.negative_prompt)
     out = Path(args.out)
     manifest = {

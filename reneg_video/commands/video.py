@@ -14,8 +14,16 @@ from ..core.errors import ReNegError, UsageError
 from ..core.export import GIF_MAX_FPS
 from ..core.memory import PRESET_HELP
 from ..core.prompts import PAPER_NEGATIVE_ALIAS
-from .common import SPEED_EPILOG, Parser, add_speed_option, prompts_from_args
+from .common import (
+    SPEED_EPILOG,
+    Parser,
+    add_guidance_options,
+    add_speed_option,
+    guidance_epilog,
+    prompts_from_args,
+)
 
+GUIDANCE_EPILOG = guidance_epilog()
 MEMORY_HELP = "\n".join(f"  {name:9s} {text}" for name, text in PRESET_HELP.items())
 
 EPILOG = f"""\
@@ -54,11 +62,16 @@ examples:
       --prompt "a corgi surfing a wave" --frames 8 --steps 2 --seed 7 --out z.mp4 --out z.gif
   reneg-video --model ltx-video --neg pixart-alpha_reneg_emb.bin --prompt "a red panda" --out p.mp4
   reneg-video --model zeroscope --negative-prompt {PAPER_NEGATIVE_ALIAS} --prompt "a cat" --out c.mp4
+  reneg-video --model zeroscope --neg sd2.1_reneg_emb.bin --guidance-rule apg --prompt "a cat" --out a.mp4
+  reneg-video --model ltx-video-0.9.7-distilled --neg pixart-alpha_reneg_emb.bin --guidance 1 --nag \\
+      --prompt "a red panda" --out n.mp4
 
 memory presets (--memory; effective settings are logged on stderr and written to --json):
 {MEMORY_HELP}
 
 {SPEED_EPILOG}
+
+{GUIDANCE_EPILOG}
 
 exit codes: 0 success, 2 bad input (nothing written), 1 internal error.
 """
@@ -74,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(p.add_argument_group("model"))
     _add_negative_options(p.add_argument_group("negative"))
+    add_guidance_options(p.add_argument_group("guidance rule and attention guidance"))
     _add_prompt_options(p.add_argument_group("prompts and sampling (defaults come from the model's spec)"))
     output = p.add_argument_group("output")
     _add_output_options(output)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import SpecError, UsageError
+from .settings import UNIT_GUIDANCE
 from .specs import AdapterSpec
 
 DEFAULT_RULE = "cfg"
@@ -167,8 +168,6 @@ def denoiser(pipe) -> torch.nn.Module:
 
 
 def _current_scale(pipe, guidance: float) -> float:
-    from ..models.generate import UNIT_GUIDANCE
-
     # A guidance schedule updates pipe._guidance_scale every step (models.generate.ScheduledGuidance).
     scale = float(getattr(pipe, "_guidance_scale", guidance))
     return 1.0 if scale == UNIT_GUIDANCE else scale
@@ -198,9 +197,15 @@ def combine(guider, rule: Rule, cond: torch.Tensor, uncond: torch.Tensor) -> tor
 
 
 @contextlib.contextmanager
-def guidance_rule(pipe, rule: str, guidance: float, steps: int) -> Iterator[RuleRecord]:
+def guidance_rule(pipe, rule: str, guidance: float, steps: int | None = None) -> Iterator[RuleRecord]:
     """Within the context every batched CFG call of `pipe`'s denoiser is combined by `rule` (checked with
-    `check_rule`). Plain `cfg` installs nothing: the pipeline's own combine is the rule."""
+    `check_rule`). Plain `cfg` installs nothing: the pipeline's own combine is the rule. `guidance` is the
+    scale where the pipeline keeps none of its own; `steps` (the call's) only matters to rules with a step
+    window, which the defaults here do not set.
+
+        with reneg_video.guidance_rule(pipe, "apg", guidance=9.0):
+            frames = pipe(prompt="a cat", guidance_scale=9.0).frames[0]
+    """
     record = RuleRecord(rule)
     if rule == DEFAULT_RULE:
         yield record
@@ -243,3 +248,14 @@ def guidance_rule(pipe, rule: str, guidance: float, steps: int) -> Iterator[Rule
 def rule_help() -> str:
     """One line per rule for --help: name, title, source."""
     return "; ".join(f"{r.name} ({r.title}, {r.source})" for r in RULES.values())
+
+
+def describe_guidance(settings) -> str | None:
+    """The one stderr line the commands log for a non-default rule or NAG (None for plain CFG)."""
+    if settings.nag is not None:
+        n = settings.nag
+        return f"guidance: nag scale={n.scale:g} tau={n.tau:g} alpha={n.alpha:g} at guidance 1 (one pass per step)"
+    if settings.guidance_rule != DEFAULT_RULE:
+        rule = RULES[settings.guidance_rule]
+        return f"guidance: rule={rule.name} ({rule.title}, {rule.source}) scale={settings.guidance:g}"
+    return None

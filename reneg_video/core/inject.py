@@ -87,16 +87,21 @@ def check_negative_branch(spec: AdapterSpec) -> None:
     if not spec.negative_branch:
         raise UsageError(
             f"--neg: {spec.name} has no negative branch (it runs at guidance 1, distilled), so a negative "
-            "embedding would be ignored; use the non-distilled model or leave --neg out"
+            "embedding would be ignored; add --nag (attention guidance at guidance 1), use the non-distilled "
+            "model, or leave --neg out"
         )
 
 
-def check_embedding(neg: NegativeEmbedding, spec: AdapterSpec, name: str | None = None) -> None:
+def check_embedding(
+    neg: NegativeEmbedding, spec: AdapterSpec, name: str | None = None, *, nag: bool = False
+) -> None:
     """Refuse `neg` where `spec`'s model cannot use it. Most specific first: an embedding of another
-    text-encoder space names both spaces (EncoderMismatchError); a model without a negative branch says so.
+    text-encoder space names both spaces (EncoderMismatchError); a model without a negative branch says so,
+    unless the embedding goes to NAG's cross-attention (`nag`), which needs none.
     The message names the embedding `name` (a command passes the path given), else its source."""
     check_family(neg.family, spec.family, spec.name, name or neg.source)
-    check_negative_branch(spec)
+    if not nag:
+        check_negative_branch(spec)
 
 
 def attach(pipe, neg: NegativeEmbedding, spec: AdapterSpec | None = None, *, fill: str | None = None):

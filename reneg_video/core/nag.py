@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,12 +34,8 @@ from torch import Tensor, nn
 from .embedding import NegativeEmbedding
 from .encoders import check_family
 from .errors import EncoderMismatchError, SpecError, UsageError
+from .settings import NagParams
 from .specs import AdapterSpec
-
-# Defaults of the reference implementation (github.com/ChenDarYen/Normalized-Attention-Guidance):
-NAG_SCALE = 5.0  # README: nag_scale=5.0 in its Flux and SD3.5 examples
-NAG_TAU = 2.5  # pipeline defaults, pipeline_flux_nag.py / transformer_wan_nag.py: nag_tau=2.5
-NAG_ALPHA = 0.25  # same files: nag_alpha=0.25
 
 # diffusers' transformers (PixArt, LTX-Video, Allegro, UNet2D's encoder_attention_mask) turn a 0/1 key
 # mask into this additive bias, [B, 1, T], before it reaches the attention processors.
@@ -76,25 +71,6 @@ REFUSED = {
         "here to verify NAG on: not implemented"
     ),
 }
-
-
-@dataclass(frozen=True)
-class NagParams:
-    """NAG's extrapolation scale, its L1-ratio cap tau and its blend alpha (module docstring)."""
-
-    scale: float = NAG_SCALE
-    tau: float = NAG_TAU
-    alpha: float = NAG_ALPHA
-
-    def __post_init__(self) -> None:
-        # Refused where the values are set, not in the middle of a render.
-        for name, value, ok, expected in (
-            ("scale", self.scale, self.scale >= 1, ">= 1 (1: Z = Z+, no guidance)"),
-            ("tau", self.tau, self.tau > 0, "> 0 (the cap on ||Zt||_1 / ||Z+||_1)"),
-            ("alpha", self.alpha, 0 <= self.alpha <= 1, "in [0, 1] (the weight of the guided output)"),
-        ):
-            if not math.isfinite(value) or not ok:
-                raise UsageError(f"NAG {name} {value}: expected a finite number {expected}")
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 import sys
 from contextlib import contextmanager
 
@@ -19,7 +18,7 @@ import torch
 
 from ..core.errors import SpecError, UsageError
 from ..core.guidance import check_rule, guidance_rule
-from ..core.settings import GuidanceSchedule, Settings
+from ..core.settings import UNIT_GUIDANCE, GuidanceSchedule, Settings
 from ..core.specs import AdapterSpec, validate_settings
 
 log = logging.getLogger(__name__)
@@ -83,15 +82,6 @@ def require_cfg(settings: Settings, option: str) -> None:
             f"(as in LTX's distilled models), so the negative branch never runs; pass --guidance above 1 or "
             f"leave {option} out"
         )
-
-
-# The smallest float above 1: the scale set for a schedule's guidance-1 steps. It keeps diffusers' per-step
-# `guidance_scale > 1` test true, so the [negative, positive] batch built at the start stays consistent
-# (setting 1.0 would unbatch the latents but not the prompt embeddings), while the combine
-# `uncond + g * (text - uncond)` in float32/bfloat16 rounds g to exactly 1.0: the conditional prediction,
-# what the reference computes at guidance 1. The negative branch still runs at those steps (its cost is not
-# saved, unlike in the reference pipeline, which drops it there).
-UNIT_GUIDANCE = math.nextafter(1.0, math.inf)
 
 
 def _batched_scale(scale: float) -> float:

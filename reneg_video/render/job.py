@@ -80,6 +80,7 @@ def checked_job(args: argparse.Namespace, spec: AdapterSpec, prompts: list[str])
         steps=args.steps,
         guidance=args.guidance,
         fps=args.fps,
+        **guidance_overrides(args),
     )
     neg, negative_prompt = _negative(args, spec, settings)
     objective = _check_rewards(args)
@@ -121,8 +122,8 @@ def _negative(args, spec, settings):
         raise UsageError("--compare needs --neg PATH (the ReNeg arm to compare with the baseline)")
     neg = load_embedding(args.neg) if args.neg else None
     if neg is not None:
-        check_embedding(neg, spec, str(args.neg))
-    if args.neg or negative_prompt:
+        check_embedding(neg, spec, str(args.neg), nag=settings.nag is not None)
+    if (args.neg or negative_prompt) and settings.nag is None:
         require_cfg(settings, "--neg" if args.neg else "--negative-prompt")
     return neg, negative_prompt
 
@@ -226,3 +227,19 @@ def _check_rewards(args) -> str | None:
             raise UsageError(f"--min-reward {args.min_reward}: expected a finite number")
     needs = args.optimize_neg or args.optimize_noise or args.best_of
     return (args.reward or args.score or "imagereward") if needs else None
+
+
+def guidance_overrides(args) -> dict:
+    """`settings_for` keywords from --guidance-rule and --nag*: the NAG parameters checked here, once."""
+    from ..core.nag import NagParams
+
+    nag = None
+    if args.nag:
+        if args.nag_scale < 1:
+            raise UsageError(f"--nag-scale {args.nag_scale:g}: expected >= 1 (1 = no extrapolation)")
+        if args.nag_tau <= 0:
+            raise UsageError(f"--nag-tau {args.nag_tau:g}: expected a positive norm-ratio cap")
+        if not 0 <= args.nag_alpha <= 1:
+            raise UsageError(f"--nag-alpha {args.nag_alpha:g}: expected a blend weight in [0, 1]")
+        nag = NagParams(scale=args.nag_scale, tau=args.nag_tau, alpha=args.nag_alpha)
+    return {"guidance_rule": args.guidance_rule, "nag": nag}

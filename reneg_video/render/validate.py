@@ -96,6 +96,7 @@ def _render_items(job: ValidationJob, todo: list, store, device, dtype, index: i
     from tqdm.auto import tqdm
 
     from ..core.export import export_video
+    from ..core.guidance import describe_guidance
     from ..core.inject import detached, inject
     from ..core.quiet import quiet_libraries
     from ..core.speed import settings_at_speed
@@ -109,6 +110,8 @@ def _render_items(job: ValidationJob, todo: list, store, device, dtype, index: i
         job.model, device, dtype, model_path=job.model_path, adapter=spec.source, speed=job.speed
     )
     settings = settings_at_speed(job.settings, pipe.reneg_speed)
+    if line := describe_guidance(settings):
+        print(line, file=sys.stderr)
     pipe.set_progress_bar_config(disable=True)
     inject(pipe, job.neg, spec)
     reward = load_reward_spec(job.reward, device=device)

@@ -112,6 +112,7 @@ def _skipped_record(job: RenderJob, index: int) -> dict:
 
 def _load(job: RenderJob, device) -> _Loaded:
     """The pipeline with the embedding injected, its effective settings logged on stderr, and the rewards."""
+    from ..core.guidance import describe_guidance
     from ..core.inject import inject
     from ..core.memory import describe
     from ..core.quiet import quiet_libraries
@@ -140,6 +141,8 @@ def _load(job: RenderJob, device) -> _Loaded:
         call = " ".join(f"{k}={v}" for k, v in pipe.reneg_call.items())
         print(f"call: {call} (from the model's configs: timestep-conditioned VAE)", file=sys.stderr)
     settings = settings_at_speed(job.settings, pipe.reneg_speed)
+    if line := describe_guidance(settings):
+        print(line, file=sys.stderr)
     _log_guidance(spec, settings)
     pipe.set_progress_bar_config(disable=job.quiet, leave=False)
     if job.neg is not None:

@@ -525,11 +525,16 @@ TRAINABLE_PIPELINES = TRAINABLE_PIPELINES + tuple(VIDEO_BACKBONES)
 
 
 def trainable_models() -> list[str]:
-    """Names of the known models (not stand-ins) whose pipeline the trainer has a backbone for."""
+    """Names of the known models (not stand-ins) with a negative branch and a pipeline the trainer has a
+    backbone for."""
     from ..core.specs import registry
 
     return sorted(
-        {s.name for s in registry().values() if s.pipeline in TRAINABLE_PIPELINES and not s.standin}
+        {
+            s.name
+            for s in registry().values()
+            if s.pipeline in TRAINABLE_PIPELINES and s.negative_branch and not s.standin
+        }
     )
 
 
@@ -539,6 +544,12 @@ def check_trainable(spec) -> None:
         raise UsageError(
             f"--model {spec.name}: training on {spec.pipeline} is not supported; trainable are "
             f"{', '.join(trainable_models())} and the tiny-* stand-ins"
+        )
+    if not spec.negative_branch:
+        # ReNeg learns what the negative branch of CFG receives; a guidance-distilled model runs none.
+        raise UsageError(
+            f"--model {spec.name}: it has no negative branch (guidance-distilled, runs at guidance 1), so there "
+            "is nothing for a negative embedding to learn on; train on its non-distilled model"
         )
 
 

@@ -14,15 +14,13 @@ import torch
 from reneg_video import EncoderMismatchError, SpecError, UsageError, load_embedding, load_spec
 from reneg_video.core.inject import negative_rows
 from reneg_video.core.nag import (
-    NAG_ALPHA,
-    NAG_SCALE,
-    NAG_TAU,
     NagParams,
     check_nag,
     nag_attention,
     nag_combine,
     negative_context,
 )
+from reneg_video.core.settings import NAG_ALPHA, NAG_SCALE, NAG_TAU
 from reneg_video.models.generate import generate, settings_for
 
 from ..conftest import capture, shared_file

@@ -51,7 +51,11 @@ def _args(name: str, out, *extra: str) -> list[str]:
 
 
 def test_every_trainable_standin_is_trained_two_steps():
-    standins = {s.name for s in registry().values() if s.standin and s.pipeline in TRAINABLE_PIPELINES}
+    standins = {
+        s.name
+        for s in registry().values()
+        if s.standin and s.pipeline in TRAINABLE_PIPELINES and s.negative_branch
+    }
     assert standins == set(TRAINABLE), "add the new trainable stand-in to TRAINABLE (or drop the gone one)"
     assert len(standins) == 13
 
@@ -216,3 +220,14 @@ def test_probe_reward_moves_the_held_out_reward_its_way_on_ltx_video(tmp_path, s
     summary = Trainer(config, reward=ProbeReward(sign)).train()
     gain = summary["val_reward_after"] - summary["val_reward_before"]
     assert gain > 0, summary
+
+
+def test_a_model_without_a_negative_branch_is_not_trainable():
+    from reneg_video.core.errors import UsageError
+    from reneg_video.core.specs import load_spec
+    from reneg_video.training.denoise import check_trainable, trainable_models
+
+    for name in ("tiny-ltx-video-0.9.7-distilled", "ltx-video-0.9.7-distilled"):
+        with pytest.raises(UsageError, match="has no negative branch"):
+            check_trainable(load_spec(name))
+    assert "ltx-video-0.9.7-distilled" not in trainable_models() and "ltx-video-0.9.7" in trainable_models()
