@@ -84,6 +84,7 @@ def checked_job(args: argparse.Namespace, spec: AdapterSpec, prompts: list[str])
     )
     neg, negative_prompt = _negative(args, spec, settings)
     objective = _check_rewards(args)
+    _check_refinement_guidance(args, settings)
     spec = _with_image(spec, args.image)
     _check_motion_adapter(spec, args.motion_adapter)
     outputs = _outputs(args.out, len(prompts), args.compare)
@@ -227,6 +228,20 @@ def _check_rewards(args) -> str | None:
             raise UsageError(f"--min-reward {args.min_reward}: expected a finite number")
     needs = args.optimize_neg or args.optimize_noise or args.best_of
     return (args.reward or args.score or "imagereward") if needs else None
+
+
+def _check_refinement_guidance(args, settings: Settings) -> None:
+    """Per-sample refinement differentiates through plain CFG (`training.refine`); rendering its result under
+    another rule or NAG would optimise one sampler and show another."""
+    refine = "--optimize-neg" if args.optimize_neg else "--optimize-noise" if args.optimize_noise else None
+    if refine is None:
+        return
+    if settings.nag is not None or settings.guidance_rule != "cfg":
+        other = "--nag" if settings.nag is not None else f"--guidance-rule {settings.guidance_rule}"
+        raise UsageError(
+            f"{refine} with {other}: the refinement optimises under plain classifier-free guidance, so its "
+            f"result would be rendered by another sampler; leave {other} out (or use --best-of)"
+        )
 
 
 def guidance_overrides(args) -> dict:

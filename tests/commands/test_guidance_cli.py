@@ -82,6 +82,8 @@ def test_a_rule_renders_every_compare_arm(tmp_path, capsys, sd21_file):
         ),
         (["--nag", "--guidance", "1", "--nag-scale", "0.5"], "--nag-scale 0.5: expected >= 1"),
         (["--nag", "--guidance", "1", "--nag-tau", "0"], "--nag-tau 0: expected a positive"),
+        (["--guidance-rule", "apg", "--optimize-neg", "2"], "--optimize-neg with --guidance-rule apg"),
+        (["--nag", "--guidance", "1", "--optimize-noise", "2"], "--optimize-noise with --nag"),
     ],
 )
 def test_bad_combinations_exit_2_in_one_line_before_loading(
@@ -130,3 +132,39 @@ def test_help_names_the_rules_and_nag_with_sources(parser):
         for rule in RULES.values():
             assert rule.name in text and rule.source in text, rule.name
         assert "--nag" in text.split("examples:")[1]
+
+
+@pytest.mark.parametrize("extra", [["--guidance-rule", "cfg-zero-star"], ["--nag", "--guidance", "1"]])
+def test_reneg_validate_runs_its_arms_under_a_rule_or_nag(tmp_path, capsys, sd21_file, extra):
+    from ..conftest import SHARED
+
+    prompts = SHARED / "prompts" / "reno_example_prompts.txt"
+    if not prompts.exists():
+        pytest.skip(f"{prompts} not found")
+    out = tmp_path / "report"
+    code = validate.main(
+        [
+            *("--model", "tiny-zeroscope", "--neg", str(sd21_file), "--prompts-file", str(prompts)),
+            *("--max-prompts", "1", "--seeds", "1", "--reward", "tiny-imagereward", "--arms", "null,reneg"),
+            *(
+                "--frames",
+                "2",
+                "--height",
+                "32",
+                "--width",
+                "32",
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ),
+            *extra,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "guidance: " in err
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert (settings["nag"] is not None) == ("--nag" in extra)
+    assert settings["guidance_rule"] == ("cfg" if "--nag" in extra else "cfg-zero-star")
