@@ -56,6 +56,9 @@ class Rule:
     # It needs spatial latents [.., H, W] (a Laplacian pyramid), not a packed token sequence.
     spatial: bool = False
     needs: str | None = None  # an importable module it needs beyond the dependencies
+    # It works on the denoised estimates x0 (APG: the paper's Algorithm 1 and ComfyUI's node guide D(x_t),
+    # not the noise prediction; its projection and norm cap are not invariant under the change of space).
+    denoised: bool = False
 
 
 def _apg(scale: float, flow: bool):
@@ -101,7 +104,9 @@ def _cfg(scale: float, flow: bool):
 
 RULES: dict[str, Rule] = {
     "cfg": Rule("cfg", "classifier-free guidance", "Ho & Salimans 2022, arXiv 2207.12598", _cfg),
-    "apg": Rule("apg", "adaptive projected guidance", "Sadat et al. 2024, arXiv 2410.02416", _apg),
+    "apg": Rule(
+        "apg", "adaptive projected guidance", "Sadat et al. 2024, arXiv 2410.02416", _apg, denoised=True
+    ),
     "cfg-zero-star": Rule("cfg-zero-star", "CFG-Zero*", "Fan et al. 2025, arXiv 2503.18886", _cfg_zero_star),
     "tcfg": Rule("tcfg", "tangential CFG", "Kwon et al. 2025, arXiv 2503.18137", _tcfg),
     "fdg": Rule(
@@ -183,6 +188,46 @@ def _as_images(pred: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
     return pred.reshape(pred.shape[0], -1, *pred.shape[-2:]), pred.shape
 
 
+def _half(value: torch.Tensor, batch: int) -> torch.Tensor:
+    """The positive half of a per-row timestep ([2B] or [2B, N] under CFG), or a scalar as it is."""
+    return value[batch:] if value.ndim and value.shape[0] == 2 * batch else value
+
+
+def denoised_map(pipe, timestep: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) with x0 = a * x_t + b * prediction at `timestep`, broadcastable to `pred` [B, ...]: the model
+    input x_t is in the variance-preserving form for the alphas_cumprod schedulers (Euler's scaled input
+    included) and the flow-matching one for FlowMatch schedulers (x_t = (1 - s) x0 + s noise, s = t / T)."""
+    config = pipe.scheduler.config
+    t = torch.as_tensor(timestep, dtype=torch.float64)
+    t = _half(t.reshape(1) if t.ndim == 0 else t, pred.shape[0]).to(pred.device)
+    if t.ndim == 1:
+        t = t.view(-1, *(1,) * (pred.ndim - 1))
+    elif t.ndim == 2:  # LTX-Video's per-token timesteps [B, N] against its packed tokens [B, N, C]
+        t = t.unsqueeze(-1)
+    if _flow_matching(pipe):
+        s = t / config.num_train_timesteps
+        if config.get("invert_sigmas", False):
+            # Mochi runs its sigmas inverted (s = 0 is noise, 1 is clean): x_t = s x0 + (1 - s) noise and
+            # the velocity x0 - noise, so x0 = x_t + (1 - s) v.
+            return torch.ones_like(s), 1 - s
+        return torch.ones_like(s), -s
+    alphas = getattr(pipe.scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise SpecError(
+            f"--guidance-rule apg: {type(pipe.scheduler).__name__} is neither flow matching nor has alphas_cumprod, "
+            "so the denoised estimate it guides cannot be formed; use tcfg or cfg-zero-star"
+        )
+    # Euler schedulers pass fractional timesteps: the nearest trained one (1 of num_train_timesteps) serves.
+    index = t.round().long().clamp(0, alphas.numel() - 1)
+    ab = alphas.to(pred.device, torch.float64)[index]
+    kind = config.get("prediction_type", "epsilon")
+    if kind == "v_prediction":
+        return ab.sqrt(), -(1 - ab).sqrt()
+    if kind == "sample":
+        return torch.zeros_like(ab), torch.ones_like(ab)
+    return 1 / ab.sqrt(), -((1 - ab) / ab).sqrt()
+
+
 def combine(guider, rule: Rule, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
     """The rule's prediction from the two branch outputs (what `guidance_rule` returns for both halves)."""
     if rule.spatial:
@@ -194,6 +239,32 @@ def combine(guider, rule: Rule, cond: torch.Tensor, uncond: torch.Tensor) -> tor
         (cond, shape), (uncond, _) = _as_images(cond), _as_images(uncond)
         return guider.forward(cond, uncond).pred.reshape(shape)
     return guider.forward(cond, uncond).pred
+
+
+def _combine_denoised(pipe, guider, rule: Rule, args, kwargs, cond, uncond) -> torch.Tensor:
+    """The rule applied to the two branches' denoised estimates, mapped back to the model's prediction."""
+    x = _model_input(args, kwargs)[cond.shape[0] :].double()
+    extra = None
+    if cond.shape[1] == 2 * x.shape[1] and cond.shape[2:] == x.shape[2:]:
+        # A learned variance (PixArt, Latte: [eps, variance] on the channel axis), which their pipelines drop
+        # after the combine: the rule guides the prediction, the variance is the positive branch's.
+        (cond, extra), (uncond, _) = cond.chunk(2, dim=1), uncond.chunk(2, dim=1)
+    a, b = denoised_map(pipe, _timestep(args, kwargs), cond)
+    x0 = combine(guider, rule, a * x + b * cond.double(), a * x + b * uncond.double())
+    pred = (x0 - a * x) / b
+    return pred if extra is None else torch.cat([pred.to(extra.dtype), extra], dim=1)
+
+
+def _model_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    # UNets take `sample` first; diffusers' transformers take `hidden_states` (by keyword in their pipelines).
+    for key in ("sample", "hidden_states", "x"):
+        if key in kwargs:
+            return kwargs[key]
+    return args[0]
+
+
+def _timestep(args: tuple, kwargs: dict) -> torch.Tensor:
+    return kwargs["timestep"] if "timestep" in kwargs else kwargs.get("t", args[1] if len(args) > 1 else None)
 
 
 @contextlib.contextmanager
@@ -214,7 +285,7 @@ def guidance_rule(pipe, rule: str, guidance: float, steps: int | None = None) ->
     guider = chosen.make(guidance, _flow_matching(pipe))
     state = {"step": 0}
 
-    def hook(module, args, output):
+    def hook(module, args, kwargs, output):
         sample = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
         if sample.shape[0] % 2:
             raise SpecError(
@@ -229,7 +300,10 @@ def guidance_rule(pipe, rule: str, guidance: float, steps: int | None = None) ->
         guider.set_state(step=state["step"], num_inference_steps=steps, timestep=None)
         state["step"] += 1
         record.scales.append(scale)
-        pred = combine(guider, chosen, cond, uncond).to(sample.dtype)
+        if chosen.denoised:
+            pred = _combine_denoised(pipe, guider, chosen, args, kwargs, cond, uncond).to(sample.dtype)
+        else:
+            pred = combine(guider, chosen, cond, uncond).to(sample.dtype)
         both = torch.cat([pred, pred])
         if isinstance(output, tuple):
             return (both, *output[1:])
@@ -238,7 +312,7 @@ def guidance_rule(pipe, rule: str, guidance: float, steps: int | None = None) ->
             return output
         return both
 
-    handle = denoiser(pipe).register_forward_hook(hook)
+    handle = denoiser(pipe).register_forward_hook(hook, with_kwargs=True)
     try:
         yield record
     finally:

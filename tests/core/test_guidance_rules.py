@@ -22,6 +22,14 @@ def _cfg(cond, uncond, g):
     return uncond + g * (cond - uncond)
 
 
+def _apg_on_denoised(cond, uncond, g, x, a, b):
+    # The paper guides the denoised estimates D = a x_t + b prediction (Algorithm 1), then the prediction
+    # that gives the guided D is handed on.
+    x, cond, uncond = x.double(), cond.double(), uncond.double()
+    guided = _apg_first_step(a * x + b * cond, a * x + b * uncond, g).double()
+    return ((guided - a * x) / b).float()
+
+
 def _apg_first_step(cond, uncond, g):
     # Sadat et al. 2024, Algorithm 1 at step 0 (the momentum buffer is still empty): clip the update's norm at
     # r, keep its part orthogonal to the conditional prediction plus eta times the parallel part.
@@ -65,13 +73,17 @@ FORMULAS = {"apg": _apg_first_step, "cfg-zero-star": _cfg_zero_star, "tcfg": _tc
 
 
 def _capture(pipe):
-    """The denoiser's raw [uncond, cond] output (a hook registered before the rule's sees it unchanged) and
-    what the scheduler is handed, per step."""
-    raw, stepped = [], []
+    """The denoiser's raw [uncond, cond] output (a hook registered before the rule's sees it unchanged), its
+    input (x_t, timestep) and what the scheduler is handed, per step."""
+    raw, stepped, inputs = [], [], []
     module = getattr(pipe, "unet", None) or pipe.transformer
-    handle = module.register_forward_hook(
-        lambda m, a, out: raw.append((out[0] if isinstance(out, tuple) else out.sample).detach().clone())
-    )
+
+    def keep(m, args, kwargs, out):
+        raw.append((out[0] if isinstance(out, tuple) else out.sample).detach().clone())
+        x = kwargs.get("hidden_states", args[0] if args else None)
+        inputs.append((x.detach().clone(), kwargs.get("timestep", args[1] if len(args) > 1 else None)))
+
+    handle = module.register_forward_hook(keep, with_kwargs=True)
     original = pipe.scheduler.step
 
     def step(model_output, *args, **kwargs):
@@ -79,7 +91,8 @@ def _capture(pipe):
         return original(model_output, *args, **kwargs)
 
     pipe.scheduler.step = step
-    return raw, stepped, lambda: (handle.remove(), pipe.scheduler.__dict__.pop("step", None))
+    undo = lambda: (handle.remove(), pipe.scheduler.__dict__.pop("step", None))  # noqa: E731
+    return raw, stepped, inputs, undo
 
 
 @pytest.mark.parametrize("rule", RULE_NAMES)
@@ -88,13 +101,20 @@ def test_the_scheduler_gets_the_rules_prediction_of_the_two_branches(pipelines, 
     pipe = pipelines("tiny-zeroscope")
     spec = pipe.reneg_spec
     settings = settings_for(spec, seed=3, steps=1, guidance_rule=rule, frames=4, height=32, width=32)
-    raw, stepped, undo = _capture(pipe)
+    raw, stepped, inputs, undo = _capture(pipe)
     try:
         generate(pipe, spec, "a red fox", settings)
     finally:
         undo()
     uncond, cond = raw[0].chunk(2)
-    expected = FORMULAS[rule](cond, uncond, settings.guidance)
+    if rule == "apg":  # DDIM, epsilon prediction: D = (x_t - sqrt(1 - ab) eps) / sqrt(ab)
+        x, t = inputs[0]
+        ab = pipe.scheduler.alphas_cumprod[int(t)].double()
+        expected = _apg_on_denoised(
+            cond, uncond, settings.guidance, x[1:], 1 / ab.sqrt(), -((1 - ab) / ab).sqrt()
+        )
+    else:
+        expected = FORMULAS[rule](cond, uncond, settings.guidance)
     b, c, f, h, w = expected.shape
     got = stepped[0].reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
@@ -111,7 +131,7 @@ def test_ltx_packed_tokens_get_the_rule_too(pipelines, rule):
     settings = settings_for(
         spec, seed=1, steps=2, guidance=3.0, guidance_rule=rule, frames=9, height=32, width=32
     )
-    raw, stepped, undo = _capture(pipe)
+    raw, stepped, inputs, undo = _capture(pipe)
     try:
         generate(pipe, spec, "a red fox", settings)
     finally:
@@ -122,8 +142,11 @@ def test_ltx_packed_tokens_get_the_rule_too(pipelines, rule):
         uncond, cond = raw[-1].chunk(2)
         torch.testing.assert_close(stepped[-1], FORMULAS[rule](cond, uncond, 3.0), rtol=1e-4, atol=1e-5)
     uncond, cond = raw[0].chunk(2)
-    if rule == "apg":
-        torch.testing.assert_close(stepped[0], _apg_first_step(cond, uncond, 3.0), rtol=1e-4, atol=1e-5)
+    if rule == "apg":  # flow matching: D = x_t - s v, s = t / 1000
+        x, t = inputs[0]
+        s = t[:1].double().view(1, 1, 1) / 1000
+        expected = _apg_on_denoised(cond, uncond, 3.0, x[1:], torch.ones_like(s), -s)
+        torch.testing.assert_close(stepped[0], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_the_negative_branch_carries_the_reneg_rows_under_a_rule(pipelines, sd21_file):
@@ -153,7 +176,7 @@ def test_plain_cfg_installs_nothing(pipelines):
     pipe = pipelines("tiny-zeroscope")
     spec = pipe.reneg_spec
     settings = settings_for(spec, seed=2, steps=1, frames=4, height=32, width=32)
-    raw, stepped, undo = _capture(pipe)
+    raw, stepped, inputs, undo = _capture(pipe)
     try:
         generate(pipe, spec, "a red fox", settings)
     finally:
