@@ -189,7 +189,7 @@ def _video_table(video: dict | None) -> list[str]:
     if not video or not any(video["arms"].values()):
         return []
     names = {"flicker": "flicker", "frozen_share": "frozen share", "motion": "motion"}
-    names["consistency"] = "consistency"
+    names["consistency"], names["temporal_hf"] = "consistency", "temporal hf"
     keys = [k for k in names if all(k in v for v in video["arms"].values())]
     lines = ["<table id='video-scores'><tr><th>arm (video-level, mean)</th>"]
     lines[0] += "".join(f"<th>{names[k]}</th>" for k in keys) + "</tr>"

@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from reneg_video.render.report import video_means
+from reneg_video.render.report import _video_table, video_means
 from reneg_video.rewards import load_reward
 from reneg_video.rewards.temporal import (
     FROZEN_MAD,
     KEYS,
+    WHITE_NOISE_HF,
     consistency_terms,
     format_scores,
     pair_mad,
     score_video,
+    temporal_hf,
     video_scores,
 )
 
@@ -79,6 +81,38 @@ def test_input_kinds_agree():
 def test_one_frame_has_no_pair(clip):
     scores = score_video(constant()[:1], clip)
     assert scores["flicker"] is scores["frozen_share"] is scores["motion"] is scores["consistency"] is None
+    assert scores["temporal_hf"] is None
+
+
+def test_temporal_hf_by_hand():
+    """Grey levels 0, 0.2, 0.6, 0.6 everywhere: first differences 0.2, 0.4, 0 (mean square 0.2 / 3),
+    second differences 0.2, -0.4 (mean square 0.2 / 2): ratio 1.5."""
+    video = np.stack([np.full((4, 4, 3), v, np.float32) for v in (0.0, 0.2, 0.6, 0.6)])
+    assert temporal_hf(video) == pytest.approx(1.5, rel=1e-6)
+    assert temporal_hf((video * 255).round().astype(np.uint8)) == pytest.approx(1.5, rel=1e-6)  # 0, 51, 153
+    assert video_scores(video)["temporal_hf"] == pytest.approx(1.5, rel=1e-6)
+    assert temporal_hf(alternating()) == pytest.approx(4.0)  # +d, -d, ...: second differences 2d, (2d)^2/d^2
+
+
+def test_temporal_hf_of_white_noise_in_time_is_three():
+    frames = np.random.default_rng(0).random((64, 32, 32, 3))
+    assert WHITE_NOISE_HF == 3 and temporal_hf(frames) == pytest.approx(WHITE_NOISE_HF, abs=0.05)
+
+
+def test_ghosting_lowers_temporal_hf():
+    """Each frame blended with 0.4 of the previous one (experiments/shapes_video_scores.py's ghosting), on
+    the moving square and on white noise: a temporal low-pass lowers the ratio."""
+    noise = np.random.default_rng(1).random((16, 32, 32, 3))
+    for clean in (moving_square().astype(np.float64) / 255, noise):
+        ghosted = clean.copy()
+        ghosted[1:] = 0.6 * clean[1:] + 0.4 * clean[:-1]
+        assert temporal_hf(ghosted) < 0.8 * temporal_hf(clean)
+
+
+def test_temporal_hf_needs_three_frames_and_change():
+    two = moving_square()[:2]
+    assert temporal_hf(two) is None and video_scores(two)["temporal_hf"] is None
+    assert temporal_hf(constant()) is None and temporal_hf(moving_square()[:3]) is not None  # still: 0 / 0
 
 
 def test_consistency_is_vbench_form():
@@ -107,6 +141,7 @@ def test_rewards_without_an_image_tower_skip_consistency_with_the_reason():
         and "no CLIP image tower in tiny-imagereward" in scores["consistency_skipped"]
     )
     assert "skipped: no CLIP image tower" in format_scores(scores)
+    assert f"temporal_hf {scores['temporal_hf']:.3f}" in format_scores(scores)
 
 
 @pytest.mark.parametrize("name", ["tiny-clip", "tiny-aesthetic"])
@@ -140,3 +175,15 @@ def test_validation_report_has_the_arms_means():
     old = _rows({"null": [[0.1]], "reneg": [[0.1]]})
     old[0]["seeds"][0]["video_scores"]["null"] = None  # an item of a run before video-level scores
     assert video_means(old)["arms"]["null"] == {}
+
+
+def test_validation_report_carries_temporal_hf_where_every_video_has_it():
+    rows = _rows({"null": [[0.1, 0.3]], "reneg": [[0.0, 0.0]]})
+    for entry in rows[0]["seeds"]:
+        entry["video_scores"]["null"]["temporal_hf"] = 1.0 + entry["seed"]
+        entry["video_scores"]["reneg"]["temporal_hf"] = None  # a two-frame video has none
+    means = video_means(rows)
+    assert means["arms"]["null"]["temporal_hf"]["mean"] == pytest.approx(1.5)
+    assert "temporal_hf" not in means["arms"]["reneg"]
+    means["arms"]["reneg"]["temporal_hf"] = means["arms"]["null"]["temporal_hf"]
+    assert "<th>temporal hf</th>" in "".join(_video_table(means))
