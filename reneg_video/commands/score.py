@@ -44,7 +44,9 @@ Video-level scores (rewards.temporal; docs/rewards.md, "Video-level scores"), pi
 flicker = mean absolute difference (MAD) of consecutive frames (VBench's temporal flickering reports
 1 - flicker); frozen_share = share of consecutive pairs with MAD < 1/255; motion = MAD of the first and
 last frames; consistency = VBench's consistency form on the image embeddings of the first reward with a
-CLIP image tower (null, with the reason, when none has one, e.g. imagereward).
+CLIP image tower (null, with the reason, when none has one, e.g. imagereward); temporal_hf = energy of
+second differences over first differences in time (white noise 3; lower = temporally smoothed, e.g.
+ghosting; higher = jittery, e.g. flicker; null under 3 frames or for a still video).
 
 Rewards:
   imagereward       ImageReward v1.0; needs local weights (--checkpoint/--med-config/--tokenizer, or
@@ -75,7 +77,7 @@ Exit status: 0 done; 2 refused input (one-line message, nothing written); 1 inte
 EPILOG = """\
 JSON shape: {"prompt": str, "rewards": [name, ...], "frames": [{"index": 0, "<reward>": score, ...}, ...],
 "summary": {"<reward>": {"mean", "min", "max", "std", "temporal"}}, "video_scores": {"flicker",
-"frozen_share", "motion", "consistency", "embedding", "consistency_skipped", "pair_mad",
+"frozen_share", "motion", "consistency", "temporal_hf", "embedding", "consistency_skipped", "pair_mad",
 "pair_consistency"}}; the CSV adds per-frame mad_to_previous and consistency_term. Several videos:
 {"rewards": [...], "videos": [{"video": path, <the one-video shape>}, ...]}; the CSV gets a video column;
 --plot takes one.
