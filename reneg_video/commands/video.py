@@ -51,7 +51,8 @@ embeddings (--neg):
 outputs:
   --out may repeat (.mp4 = H.264 yuv420p faststart, .gif = looping, at most {GIF_MAX_FPS} fps); with several
   prompts each file name gets -000, -001, ... before its suffix. --compare also writes NAME-compare.EXT:
-  null text | handcrafted (--negative-prompt; default the model's own, else {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed.
+  null text | handcrafted (--negative-prompt; default the model's own, else {PAPER_NEGATIVE_ALIAS}) | ReNeg, same seed,
+  each panel labelled. Tiny renders are enlarged for viewing (--upscale auto).
   Several prompts under `accelerate launch --multi_gpu --num_processes N -m reneg_video.commands.video ...`
   are shared out over the processes (one GPU each; on CPU add --device cpu); the main one writes --json.
 
@@ -176,6 +177,14 @@ def _add_output_options(o) -> None:
         "--compare", action="store_true", help="also render the baseline with the same seed, side by side"
     )
     o.add_argument("--json", metavar="PATH", help="write a machine-readable summary here")
+    o.add_argument(
+        "--upscale",
+        default="auto",
+        metavar="auto|off|N",
+        help="enlarge the written videos by a whole factor, nearest-neighbour (no new pixel values): auto "
+        "(default) does it for tiny renders only, short side under 128 px up to 256 (the shapes models' 32 px "
+        "become 256); off writes what was rendered",
+    )
     o.add_argument(
         "--resume",
         action="store_true",

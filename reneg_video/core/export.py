@@ -26,6 +26,15 @@ GIF_MAX_FPS = 50
 YUV420_MULTIPLE = 2
 MP4_CODEC = "libx264"
 MP4_PIX_FMT = "yuv420p"
+# A render whose short side is under TINY_SHORT_SIDE px (the shapes world's 32, the stand-ins' 64) is a
+# thumbnail in an ordinary player; `--upscale auto` enlarges it by the smallest whole factor that brings the
+# short side to VIEW_SHORT_SIDE, nearest-neighbour, so no pixel value is invented.
+TINY_SHORT_SIDE = 128
+VIEW_SHORT_SIDE = 256
+UPSCALE_AUTO = "auto"
+UPSCALE_OFF = "off"
+# The strip above each panel of a --compare video that names its arm (PIL's built-in bitmap font).
+LABEL_STRIP = 16
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -53,6 +62,36 @@ def _even(frames: np.ndarray) -> np.ndarray:
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return frames
+
+
+def upscale_factor(height: int, width: int, upscale: str | int) -> int:
+    """The whole factor `--upscale` asks for at this size: auto (tiny renders only), off (1) or a number."""
+    if upscale == UPSCALE_OFF:
+        return 1
+    if upscale == UPSCALE_AUTO:
+        short = min(height, width)
+        return -(-VIEW_SHORT_SIDE // short) if short < TINY_SHORT_SIDE else 1
+    return int(upscale)
+
+
+def upscale_nearest(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Each pixel as a factor x factor block ([F, H, W, 3] -> [F, H*factor, W*factor, 3])."""
+    if factor == 1:
+        return frames
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def labelled_side_by_side(panels: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    """uint8 videos [F, H, W, 3] side by side, each under a strip naming it (the --compare video)."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    for frames, label in zip(panels, labels, strict=True):
+        strip = Image.new("RGB", (frames.shape[2], LABEL_STRIP), "black")
+        ImageDraw.Draw(strip).text((3, 2), label, fill="white")
+        band = np.broadcast_to(np.asarray(strip), (frames.shape[0], *np.asarray(strip).shape))
+        out.append(np.concatenate([band, frames], axis=1))
+    return np.concatenate(out, axis=2)
 
 
 def check_destination(path: str | os.PathLike[str]) -> Path:

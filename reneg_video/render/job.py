@@ -57,6 +57,8 @@ class RenderJob:
     quiet: bool = False
     # --resume: skip the prompts whose every output exists complete (`render.video._pending`).
     resume: bool = False
+    # --upscale: "auto" (tiny renders enlarged for viewing), "off", or a whole factor (core.export).
+    upscale: str | int = "auto"
 
     @property
     def main_arm(self) -> str:
@@ -102,7 +104,7 @@ def checked_job(args: argparse.Namespace, spec: AdapterSpec, prompts: list[str])
         compare=args.compare, objective=objective, optimize_neg=args.optimize_neg,
         optimize_noise=args.optimize_noise, best_of=args.best_of, score=args.score,
         min_reward=args.min_reward, json=Path(args.json) if args.json else None, quiet=args.quiet,
-        resume=args.resume,
+        resume=args.resume, upscale=_upscale(args.upscale),
     )  # fmt: skip
 
 
@@ -138,6 +140,17 @@ def _check_motion_adapter(spec, path: str | None) -> None:
                 f"--motion-adapter: {spec.name} takes no motion adapter; use it with animatediff"
             )
         motion_adapter_folder(path)
+
+
+def _upscale(text: str) -> str | int:
+    """--upscale as "auto", "off" or a whole factor 1..16."""
+    from ..core.export import UPSCALE_AUTO, UPSCALE_OFF
+
+    if text in (UPSCALE_AUTO, UPSCALE_OFF):
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise UsageError(f"--upscale {text}: expected auto, off or a whole factor 1..16")
+    return int(text)
 
 
 def _check_resume(args) -> None:

@@ -269,15 +269,22 @@ def _arm_scores(scorer, arms: dict[str, np.ndarray], prompt: str) -> dict[str, d
     return scores
 
 
-def _export(job: RenderJob, settings: Settings, arms: dict[str, np.ndarray], paths: list[Path]):
-    """The main arm to its paths; with --compare every arm side by side to the compare paths."""
-    from ..core.export import export_video
+# How the --compare video names its panels.
+ARM_LABELS = {"null": "null text", "handcrafted": "handcrafted", "reneg": "ReNeg", "output": "output"}
 
+
+def _export(job: RenderJob, settings: Settings, arms: dict[str, np.ndarray], paths: list[Path]):
+    """The main arm to its paths; with --compare every arm side by side, labelled, to the compare paths.
+    Both enlarged as --upscale asks (nearest-neighbour)."""
+    from ..core.export import export_video, labelled_side_by_side, to_uint8, upscale_factor, upscale_nearest
+
+    factor = upscale_factor(settings.height, settings.width, job.upscale)
+    arms = {arm: upscale_nearest(to_uint8(frames), factor) for arm, frames in arms.items()}
     main_paths = paths[::2] if job.compare else paths
     written = [str(export_video(arms[job.main_arm], path, settings.fps)) for path in main_paths]
     compared = []
     if job.compare:
-        side_by_side = np.concatenate(list(arms.values()), axis=2)
+        side_by_side = labelled_side_by_side(list(arms.values()), [ARM_LABELS[arm] for arm in arms])
         compared = [str(export_video(side_by_side, path, settings.fps)) for path in paths[1::2]]
     return written, compared
 
@@ -299,6 +306,8 @@ def _report(loaded: _Loaded, device, records: list[dict], is_main: bool) -> None
 
 
 def _summary(loaded: _Loaded, device, records: list[dict], call: dict) -> dict:
+    from ..core.export import upscale_factor
+
     job, spec, neg, pipe = loaded.job, loaded.job.spec, loaded.job.neg, loaded.pipe
     return {
         "model": spec.name,
@@ -316,6 +325,8 @@ def _summary(loaded: _Loaded, device, records: list[dict], call: dict) -> dict:
         },
         "negative_prompt": job.negative_prompt,
         "settings": loaded.settings.as_dict(),
+        # the written videos' enlargement (--upscale): the whole factor at these settings
+        "upscale": upscale_factor(loaded.settings.height, loaded.settings.width, job.upscale),
         "device": str(device),
         "dtype": str(job.dtype).removeprefix("torch."),
         "memory": pipe.reneg_memory,

@@ -38,8 +38,20 @@ def test_ltx_writes_9_frames_and_a_side_by_side_compare(tmp_path, capsys, pixart
         "--frames", 9, "--steps", 2, "--out", tmp_path / "l.mp4", "--compare", "--quiet",
     )  # fmt: skip
     assert code == 0, err
-    assert validate_mp4(tmp_path / "l.mp4", 9)["size"] == (64, 64)
-    assert validate_mp4(tmp_path / "l-compare.mp4", 9)["size"] == (192, 64)  # null | handcrafted | ReNeg
+    # 64 px is a tiny render: --upscale auto writes it 4x, nearest-neighbour.
+    assert validate_mp4(tmp_path / "l.mp4", 9)["size"] == (256, 256)
+    # null | handcrafted | ReNeg, each under a 16-px label strip
+    assert validate_mp4(tmp_path / "l-compare.mp4", 9)["size"] == (768, 272)
+
+
+def test_upscale_off_writes_the_render_as_it_is_and_a_bad_factor_exits_2(tmp_path, capsys, sd21_file):
+    base = ["--model", "tiny-zeroscope", "--neg", sd21_file, "--prompt", "x", "--frames", 2, "--steps", 1]
+    code, _, err = run_cli(capsys, *base, "--out", tmp_path / "o.mp4", "--upscale", "off", "--quiet")
+    assert code == 0, err
+    assert validate_mp4(tmp_path / "o.mp4", 2)["size"] == (64, 64)
+    code, _, err = run_cli(capsys, *base, "--out", tmp_path / "b.mp4", "--upscale", "0")
+    assert code == 2 and "--upscale 0: expected auto, off or a whole factor 1..16" in err
+    assert not (tmp_path / "b.mp4").exists()
 
 
 def test_several_prompts_get_numbered_files(tmp_path, capsys, sd21_file):

@@ -57,7 +57,7 @@ def videos(tmp_path_factory) -> dict[str, tuple[Path, int, int, tuple[int, int]]
          "--steps", "2", "--height", "32", "--width", "48", "--fps", "8", "--out", str(out), "--quiet"]
     )  # fmt: skip
     assert code == 0
-    made["reneg-video cli"] = (out, 8, 8, (48, 32))
+    made["reneg-video cli"] = (out, 8, 8, (384, 256))  # 32 px high: --upscale auto writes it 8x
     return made
 
 

@@ -50,7 +50,7 @@ def test_every_new_standin_renders_with_its_released_file(tmp_path, capsys, imag
     out = tmp_path / "x.mp4"
     code, _, err = run_cli(
         capsys, "--model", name, "--neg", shared_file(STANDINS[name]), "--prompt", "a cat",
-        "--steps", 1, "--out", out, "--quiet", *extra,
+        "--steps", 1, "--out", out, "--quiet", "--upscale", "off", *extra,
     )  # fmt: skip
     assert code == 0, err
     spec = load_spec(name)

@@ -78,3 +78,18 @@ def test_huge_gif_header_is_refused_not_crashed(tmp_path):
     (tmp_path / "big.gif").write_bytes(bytes(data))
     with pytest.raises(ExportError):
         validate_gif(tmp_path / "big.gif")
+
+
+def test_upscale_auto_enlarges_tiny_renders_only_nearest_neighbour():
+    from reneg_video.core.export import labelled_side_by_side, upscale_factor, upscale_nearest
+
+    assert upscale_factor(32, 32, "auto") == 8 and upscale_factor(64, 48, "auto") == 6
+    assert upscale_factor(320, 576, "auto") == 1 and upscale_factor(32, 32, "off") == 1
+    assert upscale_factor(32, 32, 3) == 3
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
+    big = upscale_nearest(frames, 4)
+    assert big.shape == (2, 12, 16, 3)
+    assert np.array_equal(big[:, ::4, ::4], frames) and set(np.unique(big)) <= set(np.unique(frames))
+    side = labelled_side_by_side([big, big], ["null text", "ReNeg"])
+    assert side.shape == (2, 12 + 16, 32, 3)  # a 16-px label strip above each panel
+    assert np.array_equal(side[:, 16:, :16], big) and side[:, :16].any()  # the label's text is drawn
