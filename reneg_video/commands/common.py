@@ -68,15 +68,21 @@ def add_guidance_options(group) -> None:
         "--nag-scale",
         type=float,
         default=NAG_SCALE,
+        metavar="PHI",
         help=f"NAG extrapolation scale phi (default {NAG_SCALE:g})",
     )
     group.add_argument(
-        "--nag-tau", type=float, default=NAG_TAU, help=f"NAG L1-norm ratio cap tau (default {NAG_TAU:g})"
+        "--nag-tau",
+        type=float,
+        default=NAG_TAU,
+        metavar="TAU",
+        help=f"NAG L1-norm ratio cap tau (default {NAG_TAU:g})",
     )
     group.add_argument(
         "--nag-alpha",
         type=float,
         default=NAG_ALPHA,
+        metavar="ALPHA",
         help=f"NAG blend alpha in [0, 1] (default {NAG_ALPHA:g})",
     )
 
