@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import SpecError, UsageError
+from .memory import denoiser_of
 from .settings import UNIT_GUIDANCE
 from .specs import AdapterSpec
 
@@ -93,7 +94,12 @@ def _tcfg(scale: float, flow: bool):
 def _fdg(scale: float, flow: bool):
     from diffusers.guiders import FrequencyDecoupledGuidance
 
-    return FrequencyDecoupledGuidance(guidance_scales=[scale, max(1.0, scale * FDG_LOW_FRACTION)])
+    return FrequencyDecoupledGuidance(guidance_scales=fdg_scales(scale))
+
+
+def fdg_scales(scale: float) -> list[float]:
+    """FDG's [high, low] frequency scales for a guidance scale (FDG_LOW_FRACTION)."""
+    return [scale, max(1.0, scale * FDG_LOW_FRACTION)]
 
 
 def _cfg(scale: float, flow: bool):
@@ -165,8 +171,8 @@ class RuleRecord:
 
 
 def denoiser(pipe) -> torch.nn.Module:
-    """The module whose output the pipeline combines: its UNet or its transformer."""
-    module = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    """The module whose output the pipeline combines (`core.memory.denoiser_of`), or a SpecError."""
+    module = denoiser_of(pipe)
     if module is None:
         raise SpecError(f"{type(pipe).__name__} has neither a unet nor a transformer to guide")
     return module
@@ -296,7 +302,7 @@ def guidance_rule(pipe, rule: str, guidance: float, steps: int | None = None) ->
         scale = _current_scale(pipe, guidance)
         guider.guidance_scale = scale
         if hasattr(guider, "guidance_scales"):
-            guider.guidance_scales = [scale, max(1.0, scale * FDG_LOW_FRACTION)]
+            guider.guidance_scales = fdg_scales(scale)
         guider.set_state(step=state["step"], num_inference_steps=steps, timestep=None)
         state["step"] += 1
         record.scales.append(scale)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .embedding import NegativeEmbedding
 from .encoders import check_family
 from .errors import EncoderMismatchError, SpecError, UsageError
+from .guidance import denoiser as guided_denoiser
 from .settings import NagParams
 from .specs import AdapterSpec
 
@@ -151,15 +152,6 @@ def negative_context(
 
 
 # --- the wrapped layers -------------------------------------------------------------------------------
-
-
-def _denoiser(pipe) -> nn.Module:
-    denoiser = getattr(pipe, "transformer", None)
-    if denoiser is None:
-        denoiser = getattr(pipe, "unet", None)
-    if denoiser is None:
-        raise SpecError(f"NAG: {type(pipe).__name__} has neither a transformer nor a unet to guide")
-    return denoiser
 
 
 def _linears(module: nn.Module) -> list[nn.Linear]:
@@ -355,7 +347,7 @@ def nag_attention(pipe, context: Tensor, mask: Tensor | None, params: NagParams)
     spec = getattr(pipe, "reneg_spec", None)
     if spec is not None:
         check_nag(spec)
-    denoiser = _denoiser(pipe)
+    denoiser = guided_denoiser(pipe)
     projection = _projection(denoiser)
     if context.ndim != 3 or context.shape[0] != 1 or (mask is not None and mask.shape != context.shape[:2]):
         raise UsageError(

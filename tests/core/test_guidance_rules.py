@@ -72,6 +72,12 @@ def _fdg(cond, uncond, g):
 FORMULAS = {"apg": _apg_first_step, "cfg-zero-star": _cfg_zero_star, "tcfg": _tcfg, "fdg": _fdg}
 
 
+def _unet_layout(stepped: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """TextToVideoSD hands the scheduler [B * F, C, H, W]; back to the UNet's [B, C, F, H, W]."""
+    b, c, f, h, w = like.shape
+    return stepped.reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+
+
 def _capture(pipe):
     """The denoiser's raw [uncond, cond] output (a hook registered before the rule's sees it unchanged), its
     input (x_t, timestep) and what the scheduler is handed, per step."""
@@ -115,8 +121,7 @@ def test_the_scheduler_gets_the_rules_prediction_of_the_two_branches(pipelines, 
         )
     else:
         expected = FORMULAS[rule](cond, uncond, settings.guidance)
-    b, c, f, h, w = expected.shape
-    got = stepped[0].reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+    got = _unet_layout(stepped[0], expected)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     # It is not plain CFG (so a removed hook fails here, not only a changed rule).
     assert not torch.allclose(got, _cfg(cond, uncond, settings.guidance), atol=1e-4)
@@ -182,8 +187,7 @@ def test_plain_cfg_installs_nothing(pipelines):
     finally:
         undo()
     uncond, cond = raw[0].chunk(2)
-    b, c, f, h, w = cond.shape
-    got = stepped[0].reshape(b, f, c, h, w).permute(0, 2, 1, 3, 4)
+    got = _unet_layout(stepped[0], cond)
     torch.testing.assert_close(got, _cfg(cond, uncond, settings.guidance), rtol=1e-4, atol=1e-5)
     assert not pipe.unet._forward_hooks
 
