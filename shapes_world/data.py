@@ -5,6 +5,10 @@ real training data is (blur, noise, faded contrast, a colour cast, the wrong sha
 videos); the caption names a visible degradation half of the time ("a blurry red circle ..."), so the
 generators learn the bad modes together with the words a handcrafted negative prompt uses.
 
+Videos (only) may also carry an artefact that web video has and web images do not (flicker, frozen or
+stuttering frames, a corner watermark, ghosting), never named in a caption: the data gap between the
+image and video halves of a real training set (issue 29). Still images draw nothing for it from the rng.
+
 Shape legend: F frames, H = W = IMAGE_SIZE, uint8 RGB frames [F, H, W, 3].
 """
 
@@ -37,6 +41,29 @@ NOISE_STD = (0.12, 0.25)
 FADE = (0.45, 0.65)
 TINT = (0.35, 0.5)
 JITTER_PX = 3.0
+# Video-only artefacts (issue 29), never named in captions, drawn for this share of training videos
+# independently of the degradations above (the issue: 15-25% of clips).
+VIDEO_ARTEFACT_PROB = 0.2
+VIDEO_ARTEFACTS = ("flicker", "freeze", "watermark", "ghosting")
+# flicker: per-frame, per-channel offset of random sign and this size. At most 0.09 x sqrt(3) = 0.16 from
+# a palette colour, under the judge's CLEAN_DISTANCE 0.2: clean-otherwise clips stay crisp and keep colours.
+FLICKER = (0.05, 0.09)
+# freeze: from frame FREEZE_FROM.. on the clip repeats the frame before (>= 4 steps x 1 px of travel
+# first, over the judge's MIN_TRAVEL 3), or a stutter: one frame shown twice, the last one dropped.
+FREEZE_FROM = (5, 8)  # [lo, hi) frame index for 8-frame clips; scaled down for shorter clips
+# watermark: a static stamp blended towards white or black (whichever is farther from the background) so
+# that it lies this RGB distance from the background: under the judge's FOREGROUND_DISTANCE 0.35 (not in
+# the shape mask) and CLEAN_DISTANCE 0.2 (still crisp). WATERMARK_INSET px from the edges, clear of the
+# border rows/columns the judge reads the background from.
+WATERMARK_DISTANCE = (0.12, 0.18)
+WATERMARK_INSET = 2
+_WATERMARK_GLYPHS = (  # 3x5 "logos": 1 = stamped
+    ("111", "101", "111", "100", "100"),  # a "P"
+    ("101", "101", "111", "101", "101"),  # an "H"
+    ("111", "100", "111", "001", "111"),  # an "S"
+)
+# ghosting: frame_t = (1 - a) frame_t + a frame_{t-1} on the rendered frames.
+GHOST_ALPHA = (0.35, 0.5)
 
 _DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 
@@ -58,6 +85,7 @@ class Sample:
     frames: np.ndarray  # uint8 [F, H, W, 3]
     attributes: Attributes
     degradations: tuple[str, ...] = field(default_factory=tuple)  # what was really done to it
+    artefacts: tuple[str, ...] = field(default_factory=tuple)  # video artefacts (never captioned)
 
 
 def caption_for(a: Attributes) -> str:
@@ -136,6 +164,43 @@ def _degrade(frame: np.ndarray, kind: str, strength: float, rng: np.random.Gener
     return frame
 
 
+def _apply_artefacts(
+    frames: np.ndarray, kinds: tuple[str, ...], rng: np.random.Generator, background: str
+) -> np.ndarray:
+    """Video artefacts on rendered float frames [F, H, W, 3] in [0, 1] (after the degradations)."""
+    out = frames.copy()
+    count, size = out.shape[0], out.shape[1]
+    if "ghosting" in kinds:
+        a = float(rng.uniform(*GHOST_ALPHA))
+        out[1:] = (1 - a) * frames[1:] + a * frames[:-1]
+    if "freeze" in kinds and count > 2:
+        if rng.random() < 0.5:  # frozen from frame k on
+            lo, hi = FREEZE_FROM
+            k = int(rng.integers(max(2, lo * count // 8), max(3, hi * count // 8)))
+            out[k:] = out[k - 1]
+        else:  # a stutter: frame j - 1 shown twice, the last frame dropped
+            j = int(rng.integers(1, count))
+            out = np.concatenate([out[:j], out[j - 1 : j], out[j : count - 1]])
+    if "flicker" in kinds:
+        size_ = float(rng.uniform(*FLICKER))
+        signs = rng.choice([-1.0, 1.0], size=(count, 1, 1, 3)).astype(np.float32)
+        out = out + signs * size_
+    if "watermark" in kinds:
+        glyph = np.asarray([[c == "1" for c in row] for row in _WATERMARK_GLYPHS[int(rng.integers(3))]])
+        h, w = glyph.shape
+        corner = int(rng.integers(4))
+        y = WATERMARK_INSET if corner < 2 else size - WATERMARK_INSET - h
+        x = WATERMARK_INSET if corner % 2 == 0 else size - WATERMARK_INSET - w
+        bg = np.asarray(COLOURS[background], dtype=np.float32)
+        ink = max(
+            (np.zeros(3, np.float32), np.ones(3, np.float32)), key=lambda c: float(np.linalg.norm(c - bg))
+        )
+        a = float(rng.uniform(*WATERMARK_DISTANCE)) / float(np.linalg.norm(ink - bg))
+        box = out[:, y : y + h, x : x + w]
+        box[:, glyph] = (1 - a) * box[:, glyph] + a * ink
+    return np.clip(out, 0.0, 1.0)
+
+
 def random_attributes(rng: np.random.Generator, video: bool) -> Attributes:
     colour, background = rng.choice(list(COLOURS), size=2, replace=False)
     shape = str(rng.choice(SHAPES))
@@ -151,8 +216,10 @@ def render(
     frames: int = FRAMES,
     size: int = IMAGE_SIZE,
     degradations: tuple[str, ...] = (),
+    artefacts: tuple[str, ...] = (),
 ) -> np.ndarray:
-    """Frames of `a` (uint8 [F, H, W, 3]); F = 1 draws one still frame, motion or not."""
+    """Frames of `a` (uint8 [F, H, W, 3]); F = 1 draws one still frame, motion or not. `artefacts` (of
+    VIDEO_ARTEFACTS) are applied after the degradations; with none, nothing more is drawn from `rng`."""
     r = float(rng.uniform(MIN_RADIUS, MAX_RADIUS))
     speed = float(rng.uniform(MIN_SPEED, MAX_SPEED)) if a.direction and frames > 1 else 0.0
     dx, dy = _DIRECTION_VECTORS[a.direction] if a.direction else (0.0, 0.0)
@@ -188,7 +255,10 @@ def render(
         if "tint" in degradations:
             frame = frame * (1 - strengths["tint"]) + cast * strengths["tint"]
         out.append(np.clip(frame, 0.0, 1.0))
-    return (np.stack(out) * 255.0).round().astype(np.uint8)
+    clip = np.stack(out)
+    if artefacts:
+        clip = _apply_artefacts(clip, artefacts, rng, a.background)
+    return (clip * 255.0).round().astype(np.uint8)
 
 
 def make_sample(
@@ -198,9 +268,12 @@ def make_sample(
     degrade_prob: float = DEGRADE_PROB,
     size: int = IMAGE_SIZE,
     directions: tuple[str, ...] = DIRECTIONS,
+    artefact_prob: float = VIDEO_ARTEFACT_PROB,
 ) -> Sample:
     """One captioned sample; `video` gives FRAMES frames, else one. `directions`: the motions allowed (a
-    drawn one outside them is redrawn among them: the build's motion curriculum restricts them)."""
+    drawn one outside them is redrawn among them: the build's motion curriculum restricts them).
+    A video carries one of VIDEO_ARTEFACTS with probability `artefact_prob`, never named in its caption;
+    a still image draws nothing for it (its rng stream is that of data v1)."""
     a = random_attributes(rng, video)
     if a.direction is not None and a.direction not in directions:
         a = Attributes(a.shape, a.colour, a.background, str(rng.choice(directions)))
@@ -210,16 +283,29 @@ def make_sample(
         degradations = (str(rng.choice(kinds)),)
     words = tuple(NAMED[d] for d in degradations if d in NAMED and rng.random() < NAME_PROB)
     a = Attributes(a.shape, a.colour, a.background, a.direction, words)
-    frames = render(a, rng, frames=FRAMES if video else 1, size=size, degradations=degradations)
-    return Sample(caption_for(a), frames, a, degradations)
+    artefacts: tuple[str, ...] = ()
+    if video and rng.random() < artefact_prob:
+        artefacts = (str(rng.choice(VIDEO_ARTEFACTS)),)
+    frames = render(
+        a, rng, frames=FRAMES if video else 1, size=size, degradations=degradations, artefacts=artefacts
+    )
+    return Sample(caption_for(a), frames, a, degradations, artefacts)
 
 
 def make_batch(
-    seed: int, count: int, *, video: bool, degrade_prob: float = DEGRADE_PROB
+    seed: int,
+    count: int,
+    *,
+    video: bool,
+    degrade_prob: float = DEGRADE_PROB,
+    artefact_prob: float = VIDEO_ARTEFACT_PROB,
 ) -> tuple[np.ndarray, list[str]]:
     """`count` samples from `seed`: uint8 [N, F, H, W, 3] and their captions."""
     rng = np.random.default_rng(seed)
-    samples = [make_sample(rng, video=video, degrade_prob=degrade_prob) for _ in range(count)]
+    samples = [
+        make_sample(rng, video=video, degrade_prob=degrade_prob, artefact_prob=artefact_prob)
+        for _ in range(count)
+    ]
     return np.stack([s.frames for s in samples]), [s.caption for s in samples]
 
 
