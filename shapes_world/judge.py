@@ -8,11 +8,17 @@ the shape's colour (median of those pixels), its type (how much of its bounding 
 crispness (share of pixels that are one of the two clean colours); across frames the direction of the
 shape's centroid. Each check the prompt asks for scores 0 or 1; accuracy is their mean.
 
+Videos (F > 1) are also checked for the video-only artefacts of the training data (issue 29; shapes_world/
+data.py VIDEO_ARTEFACTS): steady (no flicker), smooth (no frozen or stuttered frames, when motion is
+asked), unmarked (no static corner watermark), unghosted (no faded copy of the previous frame), and stable
+(the shape's type, read per frame, is the same in every frame that shows it). Each is 1.0 or 0.0.
+
 Shape legend: F frames, H x W pixels; frames uint8 [F, H, W, 3] or float [F, H, W, 3] in [0, 1].
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +43,44 @@ CRISP_SHARE = 0.93
 # Motion: the centroid must travel at least this many pixels between the first and last frame, mostly
 # along the asked axis.
 MIN_TRAVEL = 3.0
+# Video artefact checks. Thresholds measured on 200 clips per kind (data.render with default_rng(0): each
+# of data.py's artefacts alone on otherwise clean clips, and each degradation alone), min / max; the pass
+# rates they give are experiments/shapes_judge_table.py's (docs/shapes.md):
+# steady: the largest per-channel median over pixels of a frame-to-frame difference (a global brightness or
+# colour jump; a moving shape changes too few pixels to move the median). Clean, freeze, watermark,
+# ghosting and every degradation but noise: 0 exactly; noise max 0.016; flicker min 0.051.
+FLICKER_JUMP = 0.03
+# smooth: the smallest frame-to-frame change (mean |difference| less its per-channel median, so flicker
+# does not count) over the median of them, when motion is asked and the clip changes at all. Clean min
+# 0.80; ghosting min 0.49; jitter min 0.07 (a jittered shape may land where it was); freeze 0 exactly.
+STILL_RATIO = 0.2
+# Any frame-to-frame change below this (mean |difference|) is no change: the clip is static throughout
+# (the motion check's failure, not a stutter). Clean min 0.0054; missing shape 0.
+STATIC_CHANGE = 1e-3
+# unmarked: in a CORNER_BOX px box inside each corner (the border row/column excluded), a pixel is marked
+# when, in every frame where it is more than SHAPE_CLEARANCE px from the shape mask (at least two
+# frames), it lies >= MARK_DISTANCE from the background and its values vary (per-channel temporal std) by
+# <= MARK_STD; MARK_PIXELS marked pixels in one corner are a watermark. The stamp (data.py: 10-11 px at
+# 0.12-0.18 from the background) is marked whole; clean backgrounds lie 0 from it, noise varies by ~0.2.
+CORNER_BOX = 10
+SHAPE_CLEARANCE = 2
+MARK_DISTANCE = 0.06
+MARK_STD = 0.02
+MARK_PIXELS = 5
+# unghosted: the temporal high-frequency ratio, energy of second differences over first differences along
+# time (summed over pixels and channels). Ghosting low-passes in time: 200 ghosted clips max 0.945; clean
+# min 0.988 (0.898 on 1 of 600 other clean clips, 0.5% below 0.97). Blur lowers it too (motion under
+# blur is also a slow ramp in time): blurred clips 0.11-0.55 fail it.
+GHOST_RATIO = 0.97
+# stable: a second shape type read in at least this many frames is a shape that changes mid-clip. One odd
+# frame is forgiven (a misread edge case is the per-frame shape check's business): on 600 clean clips
+# (rng 11) a second type was read in 1 frame in 2 clips and in 2 frames in 4 (never more); requiring
+# every frame to agree passed 0.975 of the table's 200 clean clips.
+STABLE_FRAMES = 2
 
 CHECKS = ("present", "shape", "colour", "background", "motion", "crisp")
+VIDEO_CHECKS = ("steady", "smooth", "unmarked", "unghosted", "stable")
+CHECKS = (*CHECKS, *VIDEO_CHECKS)
 
 
 @dataclass(frozen=True)
@@ -107,12 +149,81 @@ def direction_of(readings: list[FrameReading]) -> str | None:
     return "down" if dy > 0 else "up"
 
 
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """bool [H, W] grown by `radius` px (square neighbourhood)."""
+    h, w = mask.shape
+    padded = np.pad(mask, radius)
+    out = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
+
+
+def steady(frames: np.ndarray) -> bool:
+    """No global per-frame brightness/colour jump (flicker) in float frames [F, H, W, 3]."""
+    diff = np.diff(frames, axis=0).reshape(len(frames) - 1, -1, 3)
+    return float(np.abs(np.median(diff, axis=1)).max()) < FLICKER_JUMP
+
+
+def smooth(frames: np.ndarray) -> bool:
+    """No frame repeats the one before while the others change (a freeze or stutter)."""
+    diff = np.diff(frames, axis=0).reshape(len(frames) - 1, -1, 3)
+    change = np.abs(diff - np.median(diff, axis=1, keepdims=True)).mean(axis=(1, 2))
+    if change.max() < STATIC_CHANGE:
+        return True  # nothing moves: the motion check's failure, not a stutter
+    return float(change.min()) >= STILL_RATIO * float(np.median(change))
+
+
+def unmarked(frames: np.ndarray) -> bool:
+    """No static, faint, non-background pattern in a corner box (a watermark)."""
+    f, h, w = frames.shape[:3]
+    bg, distance, clear = [], [], []
+    for frame in frames:
+        bg_rgb, mask = shape_mask(frame)
+        bg.append(bg_rgb)
+        distance.append(np.linalg.norm(frame - bg_rgb, axis=-1))
+        clear.append(~_dilate(mask, SHAPE_CLEARANCE))
+    distance, clear = np.stack(distance), np.stack(clear)  # [F, H, W]
+    relative = frames - np.stack(bg)[:, None, None]  # [F, H, W, 3], flicker of the whole frame removed
+    b = CORNER_BOX
+    for ys in (slice(1, 1 + b), slice(h - 1 - b, h - 1)):
+        for xs in (slice(1, 1 + b), slice(w - 1 - b, w - 1)):
+            seen = clear[:, ys, xs]  # [F, b, b]
+            count = seen.sum(axis=0)
+            far = np.where(seen, distance[:, ys, xs] >= MARK_DISTANCE, True).all(axis=0)
+            values = relative[:, ys, xs]
+            mean = (values * seen[..., None]).sum(axis=0) / np.maximum(count, 1)[..., None]
+            var = (((values - mean) ** 2) * seen[..., None]).sum(axis=0) / np.maximum(count, 1)[..., None]
+            still = np.sqrt(var).max(axis=-1) <= MARK_STD
+            if int((far & still & (count >= 2)).sum()) >= MARK_PIXELS:
+                return False
+    return True
+
+
+def unghosted(frames: np.ndarray) -> bool:
+    """No faded copy of the previous frame (temporal second over first difference energy)."""
+    if len(frames) < 3:
+        return True
+    first = float((np.diff(frames, axis=0) ** 2).sum())
+    if first < 1e-6:
+        return True  # a still clip has no motion to ghost
+    return float((np.diff(frames, n=2, axis=0) ** 2).sum()) / first >= GHOST_RATIO
+
+
+def stable(readings: list[FrameReading]) -> bool:
+    """The shape's type is the same in every frame where a shape is seen (one odd frame forgiven)."""
+    counts = sorted(Counter(r.shape for r in readings if r.present).values(), reverse=True)
+    return len(counts) < 2 or counts[1] < STABLE_FRAMES
+
+
 def judge(frames: np.ndarray, prompt: str | Attributes) -> dict[str, float]:
     """Score frames against a prompt: one entry per check asked for (1.0 pass / 0.0 fail, or the share
     of frames passing for per-frame checks), plus `accuracy` (their mean) and `passed` (all pass).
 
     Per-frame checks (present, shape, colour, background, crisp) count the share of frames that pass;
-    motion (videos whose prompt says "moving ...") is one check over the whole clip."""
+    motion (videos whose prompt says "moving ...") is one check over the whole clip, as are the video
+    checks (steady, unmarked, unghosted, stable; smooth when motion is asked) of any clip of F > 1."""
     wanted = parse_caption(prompt) if isinstance(prompt, str) else prompt
     if wanted is None:
         raise ValueError(f"prompt {prompt!r} names no shape/colour/background the judge can check")
@@ -127,6 +238,12 @@ def judge(frames: np.ndarray, prompt: str | Attributes) -> dict[str, float]:
     }
     if wanted.direction and len(readings) > 1:
         out["motion"] = float(direction_of(readings) == wanted.direction)
+        out["smooth"] = float(smooth(frames))
+    if len(readings) > 1:
+        out["steady"] = float(steady(frames))
+        out["unmarked"] = float(unmarked(frames))
+        out["unghosted"] = float(unghosted(frames))
+        out["stable"] = float(stable(readings))
     out["accuracy"] = float(np.mean([out[k] for k in CHECKS if k in out]))
     out["passed"] = float(all(out[k] == 1.0 for k in CHECKS if k in out))
     return out
