@@ -33,20 +33,13 @@ import torch.nn.functional as F
 from shapes_world import data, judge
 from shapes_world.build import common as B
 from shapes_world.build.motion import caption_loss_gain, spatial_cross_attention
+from shapes_world.build.t2i import OTHER_SHAPE, wrong_shape
 from shapes_world.build.vae import edge_loss
 
-OTHER = {"circle": "square", "square": "triangle", "triangle": "circle"}  # the swapped shape word
 CONTRAST_MARGIN = 0.10  # the wrong shape word must cost 10% more loss (the shipped t2i: ~2%)
 BATCH, LR, EMA_DECAY = 32, 2e-4, 0.995
 HIGH_T = 600  # as the motion stage (shapes_world.build.common.MOTION_HIGH_T)
 PROMPTS = 48  # first held-out prompts, each with 2 seeds
-
-
-def wrong_shape(caption: str) -> str:
-    for shape, other in OTHER.items():
-        if f" {shape}" in caption:
-            return caption.replace(f" {shape}", f" {other}", 1)
-    return caption  # "" (a dropped caption) stays ""
 
 
 def main() -> None:
@@ -101,7 +94,7 @@ def main() -> None:
                 "acc": round(j["accuracy"], 3),
                 "shape": round(j["shape"], 3),
                 "crisp": round(j["crisp"], 3),
-                "conf": {s: {str(k[1]): v for k, v in seen.items() if k[0] == s} for s in OTHER},
+                "conf": {s: {str(k[1]): v for k, v in seen.items() if k[0] == s} for s in OTHER_SHAPE},
             }
         print(tag, json.dumps(result), flush=True)
         unet.train()

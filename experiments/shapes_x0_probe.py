@@ -41,7 +41,8 @@ def main() -> None:
         context = pipe.text_encoder(token_ids(pipe.tokenizer, [*prompts, ""])).last_hidden_state
     alphas = pipe.scheduler.alphas_cumprod
     sf = pipe.vae.config.scaling_factor
-    shape = (1, W.LATENT_CHANNELS, W.FRAMES, W.LATENT_SIZE, W.LATENT_SIZE)
+    side = W.IMAGE_SIZE // pipe.vae_scale_factor
+    shape = (1, W.LATENT_CHANNELS, W.FRAMES, side, side)
     for t in (int(x) for x in args.timesteps.split(",")):
         print(f"t={t}: (dx, dy) first -> last frame for " + ", ".join(W.DIRECTIONS))
         for seed in range(args.seeds):

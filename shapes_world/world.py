@@ -17,9 +17,13 @@ IMAGE_SIZE = 32
 FRAMES = 8
 # Frame rate of written videos: 8 frames play for one second.
 FPS = 8
-# The VAE downsamples 32 -> 8 (two stride-2 stages): 8x8x8 latents, 512 numbers per frame. 4 channels
-# (the v1 and v2 builds) lost corners: reconstructions of clean frames passed the shape check 0.44-0.53.
-VAE_DOWNSAMPLE = 4
+# World v2: the VAE downsamples 32 -> 16 (one stride-2 stage): 16x16x8 latents. At 8x8 (v1, the shipped
+# v3/v5 weights) two renders differing only in shape were 0.063 apart in latent MSE, about what a 1.5-px
+# shift costs, and the generators drew the average blob (shape check 0.45, chance 1/3; docs/shapes.md, "Why
+# the generators ignore the shape word"). 16x16 gives a square's corners four times the latent area; a
+# UNet step costs ~3x (t2i) to ~5x (t2v) more, measured at one thread. 8 channels as v1: 4 (the v1 and v2
+# builds at 8x8) lost corners.
+VAE_DOWNSAMPLE = 2
 LATENT_CHANNELS = 8
 LATENT_SIZE = IMAGE_SIZE // VAE_DOWNSAMPLE
 
@@ -147,17 +151,17 @@ CLIP_VISION = dict(
 VAE = dict(
     in_channels=3,
     out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 3,
-    up_block_types=("UpDecoderBlock2D",) * 3,
-    # Three blocks: two downsamplings, 32 -> 8. 64/128/128 wide (3.7 M): at 32/64/64 (0.9 M) reconstructions
-    # of clean frames passed the judge's shape check 0.61 (triangles came back rounded); this width with
-    # the edge loss (build.vae.VAE_EDGE_WEIGHT) 0.89, crisp 0.99.
-    block_out_channels=(64, 128, 128),
+    # One block per resolution: VAE_DOWNSAMPLE 2 is one downsampling, 32 -> 16. 64/128 wide, the v1 VAE's
+    # first two widths (v1's 64/128/128 at 32 -> 8 reconstructed clean frames' shapes 0.84; at 32/64/64,
+    # 0.61), with the edge loss (build.vae.VAE_EDGE_WEIGHT).
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    block_out_channels=(64, 128),
     layers_per_block=1,
     latent_channels=LATENT_CHANNELS,
     norm_num_groups=32,
     sample_size=IMAGE_SIZE,
-    mid_block_add_attention=False,  # 8x8 latents: convolutions see the whole frame anyway
+    mid_block_add_attention=False,  # convolutions over 16x16 latents see the whole 32-px frame in a few layers
 )
 # The 2D and 3D UNets share every spatial layer shape, so the video UNet starts from the image UNet.
 UNET_BLOCKS = (64, 128)

@@ -8,7 +8,7 @@ Stages, in order, one module each (each writes `OUT/<stage>/` atomically when do
 go to `OUT/checkpoints/<stage>.pt` and `--resume` continues from them):
 1. `clip`: a tiny `CLIPModel` trained contrastively on captioned frames and twins; its text tower is frozen
    and becomes the `CLIPTextModel` both generators read (as SD2.1 and ZeroScope share OpenCLIP-H);
-2. `vae`: an `AutoencoderKL` 32x32x3 -> 8x8x8, scaling factor set to 1/std of latents (or, with
+2. `vae`: an `AutoencoderKL` 32x32x3 -> 16x16x8 (world v2; 8x8x8 in v1), scaling factor set to 1/std of latents (or, with
    `vae_from`, a trained one adopted);
 2b. `decoder`: the VAE decoder alone fine-tuned (encoder frozen: the latents stay the same);
 3. `t2i`: a `UNet2DConditionModel` (v-prediction, 10% caption dropout so CFG works), its EMA shipped;

@@ -112,6 +112,9 @@ class BuildConfig:
     vae: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 1e-3))
     decoder: StageSteps = field(default_factory=lambda: StageSteps(1200, 32, 5e-4))
     t2i: StageSteps = field(default_factory=lambda: StageSteps(1500, 32, 6e-4))
+    # The t2i stage's contrastive caption term: another shape word must cost this share more loss (0 = off).
+    # 0.10 as measured (docs/shapes.md, "A contrastive term teaches triangles": triangles 0/20 -> 20/20).
+    shape_contrast: float = 0.10
     t2v: StageSteps = field(default_factory=lambda: StageSteps(1600, 4, 5e-4))
     motion: MotionSteps = field(default_factory=MotionSteps)
     polish: PolishSteps = field(default_factory=PolishSteps)
@@ -336,7 +339,12 @@ def diffusion_loss(
     context: torch.Tensor,
     gen: torch.Generator,
     high_t_share: float = 0.0,
+    contrast: tuple[torch.Tensor, torch.Tensor, float] | None = None,
 ):
+    """The v (or eps) MSE at random t. `contrast`: (context of the captions with another shape word, [B]
+    1.0 where the caption was kept, margin): adds the hinge relu(margin - (wrong - asked) / asked) of the
+    per-sample losses, so that the asked shape word must explain the image `margin` better than another
+    (docs/shapes.md, "A contrastive term teaches triangles")."""
     noise = torch.randn(latents.shape, generator=gen)
     steps = scheduler.config.num_train_timesteps
     t = torch.randint(0, steps, (latents.shape[0],), generator=gen)
@@ -348,12 +356,20 @@ def diffusion_loss(
         target = scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
-    return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, target)
+    if contrast is None:
+        return F.mse_loss(unet(noisy, t, encoder_hidden_states=context).sample, target)
+    wrong, captioned, margin = contrast
+    dims = tuple(range(1, latents.ndim))
+    asked = (unet(noisy, t, encoder_hidden_states=context).sample - target).pow(2).mean(dim=dims)
+    other = (unet(noisy, t, encoder_hidden_states=wrong).sample - target).pow(2).mean(dim=dims)
+    gap = (other - asked) / asked.detach()
+    return asked.mean() + (torch.relu(margin - gap) * captioned).mean()
 
 
-def seed_latents(seeds: list[int], *, video: bool) -> torch.Tensor:
-    """Initial noise [N, ...], row i from seed i alone: the noise `reneg-video --seed` renders."""
-    shape = (W.LATENT_CHANNELS, *((W.FRAMES,) if video else ()), W.LATENT_SIZE, W.LATENT_SIZE)
+def seed_latents(seeds: list[int], *, video: bool, size: int = W.LATENT_SIZE) -> torch.Tensor:
+    """Initial noise [N, ...], row i from seed i alone: the noise `reneg-video --seed` renders. `size`: the
+    latent side, IMAGE_SIZE over the pipeline's VAE factor (the shipped v1 weights: 8; world v2: 16)."""
+    shape = (W.LATENT_CHANNELS, *((W.FRAMES,) if video else ()), size, size)
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(x)) for x in seeds])
 
 
@@ -377,7 +393,8 @@ def sample(
     out = []
     for start in range(0, len(prompts), batch):
         p, sd = prompts[start : start + batch], seeds[start : start + batch]
-        rows = seed_latents(sd, video=video) if latents is None else latents[start : start + batch]
+        size = W.IMAGE_SIZE // pipe.vae_scale_factor
+        rows = seed_latents(sd, video=video, size=size) if latents is None else latents[start : start + batch]
         kwargs: dict = dict(num_frames=W.FRAMES) if video else {}
         if isinstance(negative, str):
             kwargs["negative_prompt"] = [negative] * len(p)

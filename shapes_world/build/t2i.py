@@ -1,5 +1,6 @@
-"""Stage 3, `t2i`: a UNet2DConditionModel (v-prediction, SD's noise schedule, caption dropout so CFG works)
-with an EMA copy that is the one shipped; and the StableDiffusionPipeline a build's stages make.
+"""Stage 3, `t2i`: a UNet2DConditionModel (v-prediction, SD's noise schedule, caption dropout so CFG works,
+and in world v2 a contrastive term on the shape word) with an EMA copy that is the one shipped; and the
+StableDiffusionPipeline a build's stages make.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ from .common import (
     write_stage,
 )
 
+# The swapped shape word of the contrastive term: each shape to another, so every caption has one.
+OTHER_SHAPE = {"circle": "square", "square": "triangle", "triangle": "circle"}
+
+
+def wrong_shape(caption: str) -> str:
+    """`caption` with its shape word swapped (OTHER_SHAPE); a dropped caption ("") stays ""."""
+    for shape, other in OTHER_SHAPE.items():
+        if f" {shape}" in caption:
+            return caption.replace(f" {shape}", f" {other}", 1)
+    return caption
+
 
 def train_t2i(out: Path, cfg: BuildConfig) -> None:
     import copy
@@ -47,8 +59,14 @@ def train_t2i(out: Path, cfg: BuildConfig) -> None:
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         with torch.no_grad():
             latents = vae.encode(to_tensor(frames[:, 0])).latent_dist.sample(gen) * sf
-            context = encode_text(text_encoder, tokenizer, drop_captions(captions, rng))
-        return diffusion_loss(unet, scheduler, latents, context, gen)
+            kept = drop_captions(captions, rng)
+            context = encode_text(text_encoder, tokenizer, kept)
+            contrast = None
+            if cfg.shape_contrast:
+                wrong = encode_text(text_encoder, tokenizer, [wrong_shape(c) for c in kept])
+                captioned = torch.tensor([c != "" for c in kept], dtype=torch.float32)
+                contrast = (wrong, captioned, cfg.shape_contrast)
+        return diffusion_loss(unet, scheduler, latents, context, gen, contrast=contrast)
 
     losses = train_loop(
         "t2i", out, cfg, s, {"unet": unet, "ema": ema}, list(unet.parameters()), step_fn, (unet, ema)
@@ -57,7 +75,13 @@ def train_t2i(out: Path, cfg: BuildConfig) -> None:
         out,
         "t2i",
         lambda tmp: ema.save_pretrained(tmp / "unet"),
-        {"losses": losses, "params": count_params(unet), "steps": s.steps, "ema_decay": EMA_DECAY},
+        {
+            "losses": losses,
+            "params": count_params(unet),
+            "steps": s.steps,
+            "ema_decay": EMA_DECAY,
+            "shape_contrast": cfg.shape_contrast,
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""Stage 2, `vae`: an AutoencoderKL 32x32x3 -> 8x8x8 (L1 + MSE + an edge loss + a small KL), its scaling
+"""Stage 2, `vae`: an AutoencoderKL 32x32x3 -> 16x16x8 (world.VAE; L1 + MSE + an edge loss + a small KL), its scaling
 factor set to 1/std of the latents; or, with `--vae-from`, a trained one adopted as the build's VAE.
 
 Shape legend: B frames, H x W pixels.

@@ -165,3 +165,34 @@ def test_quick_build_beats_an_untrained_unet_by_the_judge(quick_t2i):
     torch.manual_seed(0)
     pipe.unet = UNet2DConditionModel(**W.UNET2D)  # the same pipeline before any denoiser training
     assert trained > accuracy()
+
+
+def test_contrastive_term_swaps_the_shape_word_and_adds_the_hinge():
+    """World v2's t2i term: another shape word must cost `margin` more loss; when it costs nothing more
+    (the same context) the hinge adds exactly margin x the kept-caption share, and a dropped caption none."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from shapes_world.build.common import diffusion_loss
+    from shapes_world.build.t2i import wrong_shape
+
+    assert wrong_shape("a red square moving up on a blue background") == (
+        "a red triangle moving up on a blue background"
+    )
+    assert wrong_shape("a circle on a white background") == "a square on a white background"
+    assert wrong_shape("") == ""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**dict(W.UNET2D, block_out_channels=(32, 32), norm_num_groups=8))
+    scheduler = DDPMScheduler(num_train_timesteps=1000, prediction_type="v_prediction")
+    latents, context = torch.randn(2, W.LATENT_CHANNELS, 8, 8), torch.randn(2, W.TEXT_TOKENS, W.TEXT_WIDTH)
+
+    def loss(contrast=None) -> float:
+        gen = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            return float(diffusion_loss(unet, scheduler, latents, context, gen, contrast=contrast))
+
+    plain = loss()
+    assert loss((context, torch.tensor([1.0, 0.0]), 0.1)) == pytest.approx(plain + 0.1 * 0.5, rel=1e-5)
+    assert loss((context, torch.tensor([0.0, 0.0]), 0.1)) == pytest.approx(plain, rel=1e-5)
+    other = context + 50.0  # another caption: its loss differs, so the hinge depends on the margin
+    assert loss((other, torch.tensor([1.0, 1.0]), -100.0)) == pytest.approx(plain, rel=1e-5)  # gap above it
+    assert loss((other, torch.tensor([1.0, 1.0]), 0.1)) > plain
