@@ -54,7 +54,7 @@ def main() -> None:
     quiet_libraries()
     reward = load_reward("shapes-reward")
     rng = np.random.default_rng(SEED)
-    clips = [make_sample(rng, video=True, degrade_prob=0.0).frames for _ in range(N)]
+    clips = [make_sample(rng, video=True, degrade_prob=0.0, artefact_prob=0.0).frames for _ in range(N)]
     values = {kind: {key: [] for key in SCORES} for kind in KINDS}
     for kind in KINDS:
         kind_rng = np.random.default_rng([SEED, KINDS.index(kind)])

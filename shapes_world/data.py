@@ -284,7 +284,8 @@ def make_sample(
     words = tuple(NAMED[d] for d in degradations if d in NAMED and rng.random() < NAME_PROB)
     a = Attributes(a.shape, a.colour, a.background, a.direction, words)
     artefacts: tuple[str, ...] = ()
-    if video and rng.random() < artefact_prob:
+    # artefact_prob 0 draws nothing either: clean clips are data v1's stream (the word-gain diagnostic's).
+    if video and artefact_prob and rng.random() < artefact_prob:
         artefacts = (str(rng.choice(VIDEO_ARTEFACTS)),)
     frames = render(
         a, rng, frames=FRAMES if video else 1, size=size, degradations=degradations, artefacts=artefacts

@@ -48,7 +48,9 @@ def direction_word_gain(unet, text_encoder, tokenizer, vae, scheduler, clips: in
     clean clips when the caption names the opposite direction, per t in WORD_GAIN_T (ideal ~17% at high
     t, experiments/shapes_motion_ceiling.py; ~0% for a model that ignores the word)."""
     rng = np.random.default_rng([7, 8])
-    samples = [shapes_data.make_sample(rng, video=True, degrade_prob=0.0) for _ in range(clips)]
+    samples = [
+        shapes_data.make_sample(rng, video=True, degrade_prob=0.0, artefact_prob=0.0) for _ in range(clips)
+    ]
     wrong = [
         shapes_data.caption_for(replace(x.attributes, direction=OPPOSITE[x.attributes.direction]))
         for x in samples
