@@ -4,7 +4,8 @@ and the shapes reward: the same prompts x seeds, the same initial noise in every
 Per arm: mean judge accuracy, share of samples passing every check, per-check means, mean reward, each
 with a 95% interval (normal approximation over samples). Per embedding arm vs each other arm: the
 per-prompt win rate by judge accuracy and by reward (prompt won when its mean over seeds is higher, ties
-half), with a 95% percentile-bootstrap interval over prompts.
+half), with a 95% percentile-bootstrap interval over prompts; per arm vs null text, the mean paired
+difference of per-prompt means with the same bootstrap interval; per check, the share of samples failing it.
 
 Refinement arms (`Arm.refine`) start from an embedding arm and apply, per prompt and seed, what
 `reneg-video`'s option of the same name does against the reward: `optimize-neg` (ReNeg's per-sample
@@ -153,6 +154,10 @@ def run_arms(
             "judge_accuracy": _interval(acc),
             "passed": _interval([j["passed"] for j in judged]),
             "checks": {k: float(np.mean([j[k] for j in judged if k in j])) for k in CHECKS if k in judged[0]},
+            # Share of samples failing each check in at least one frame (issue 29's per-check failure rates).
+            "failures": {
+                k: float(np.mean([j[k] < 1.0 for j in judged if k in j])) for k in CHECKS if k in judged[0]
+            },
         }
         scores = None
         if reward is not None:
@@ -174,7 +179,24 @@ def run_arms(
                 key = f"{arm.name}>{other.name} ({metric})"
                 wins[key] = bootstrap_win_rate(per_prompt[arm.name][metric], per_prompt[other.name][metric])
     report["win_rates"] = wins
+    report["differences"] = paired_differences(per_prompt)
     return report, frames_by_arm
+
+
+def paired_differences(per_prompt: dict[str, dict[str, np.ndarray]], baseline: str = "null") -> dict:
+    """Every arm minus `baseline`, per metric: the mean over prompts of the per-prompt difference (each
+    prompt's mean over seeds) with a 95% percentile-bootstrap interval over prompts, the pre-registered
+    statistic of docs/shapes-v2-protocol.md."""
+    if baseline not in per_prompt:
+        return {}
+    out = {}
+    for name, metrics in per_prompt.items():
+        if name == baseline:
+            continue
+        for metric, values in metrics.items():
+            mean, low, high = bootstrap_interval(values - per_prompt[baseline][metric])
+            out[f"{name}-{baseline} ({metric})"] = {"mean": mean, "low": low, "high": high}
+    return out
 
 
 def picture_grid(

@@ -40,3 +40,23 @@ def test_shapes_eval_refuses_refinement_without_one_embedding(tmp_path, capsys):
     )
     assert "--optimize-neg 11: expected 1..10" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_paired_differences_are_per_prompt_against_null_with_a_bootstrap_interval():
+    import numpy as np
+
+    from shapes_world.eval import paired_differences
+
+    null = np.array([0.5, 0.6, 0.7, 0.8])
+    per_prompt = {
+        "null": {"judge": null, "reward": null},
+        "reneg": {"judge": null + np.array([0.1, 0.1, 0.0, 0.2]), "reward": null - 0.05},
+        "same": {"judge": null.copy(), "reward": null.copy()},
+    }
+    d = paired_differences(per_prompt)
+    assert set(d) == {"reneg-null (judge)", "reneg-null (reward)", "same-null (judge)", "same-null (reward)"}
+    up = d["reneg-null (judge)"]
+    assert up["mean"] == pytest.approx(0.1) and 0.0 <= up["low"] < 0.1 < up["high"] <= 0.2
+    assert d["reneg-null (reward)"] == pytest.approx({"mean": -0.05, "low": -0.05, "high": -0.05})
+    assert d["same-null (judge)"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
+    assert paired_differences({"reneg": per_prompt["reneg"]}) == {}  # no null arm, nothing to pair with
