@@ -180,6 +180,8 @@ def run_arms(
                 wins[key] = bootstrap_win_rate(per_prompt[arm.name][metric], per_prompt[other.name][metric])
     report["win_rates"] = wins
     report["differences"] = paired_differences(per_prompt)
+    # Per-prompt means over seeds, in prompt order: to pool arms or pair runs afterwards.
+    report["per_prompt"] = {a: {m: v.tolist() for m, v in d.items()} for a, d in per_prompt.items()}
     return report, frames_by_arm
 
 
