@@ -1,8 +1,9 @@
 """`shapes-reward`: the learned reward of the shapes world (the ImageReward/PickScore analogue).
 
 A tiny `CLIPModel` (its text tower the shapes text encoder, its image tower 32x32 in 4x4 patches) trained
-contrastively, then fine-tuned Bradley-Terry on pairs of frames ranked by the programmatic judge (the
-PickScore recipe). Score = (exp(logit_scale) * cos(image, text) - mean) / std, the mean and std of its
+contrastively, then fine-tuned Bradley-Terry on pairs of frames (the PickScore recipe): the shipped v1
+reward on pairs ranked by the programmatic judge, world v2 builds on simulated raters' choices
+(shapes_world/raters.py), so that the reward is not a distillation of the judge. Score = (exp(logit_scale) * cos(image, text) - mean) / std, the mean and std of its
 own training pool, so scores are roughly standard (as ImageReward's are) and ReFL's relu(2 - r) loss
 applies. Built by `reneg-build-shapes`; shipped in shapes_world/weights/reward; registered with
 reneg_video's `load_reward` by shapes_world.plugin.

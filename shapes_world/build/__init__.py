@@ -15,7 +15,8 @@ go to `OUT/checkpoints/<stage>.pt` and `--resume` continues from them):
 4. `t2v`: a `UNet3DConditionModel` whose spatial layers start from the t2i EMA weights;
 4b. `motion`: the t2v UNet on a direction curriculum with zero terminal SNR, so it moves as the word says;
 4c. `polish`: all four directions at once, the EMA of the weights shipped;
-5. `reward`: the stage-1 CLIP fine-tuned Bradley-Terry on pairs ranked by the judge (PickScore's recipe);
+5. `reward`: the stage-1 CLIP fine-tuned Bradley-Terry on simulated raters' choices between stills
+   (PickScore's recipe; `shapes_world.raters`: their own weights, ~20% disagreement with the judge);
 6. `export`: the pipelines (`StableDiffusionPipeline`, `TextToVideoSDPipeline`, DDIM) and the reward,
    written with `save_pretrained` in float16, plus the judge accuracy of both generators.
 `common` holds what they share: BuildConfig, seeding, the training loop, sampling.
