@@ -1,5 +1,7 @@
 """Stage 6, `export`: both pipelines (DDIM) and the reward written with `save_pretrained` in float16, plus
-the judge accuracy of both generators on held-out prompts.
+per generator a guidance sweep with null text (sweep.py: the table and the judge-optimal value, which
+`reneg-build-shapes --install` writes into the spec) and the judge accuracy on held-out prompts at the chosen
+guidance, all in OUT/export/stage.json.
 """
 
 from __future__ import annotations
@@ -8,38 +10,40 @@ from pathlib import Path
 
 import torch
 
-from .. import data as shapes_data
 from ..judge import judge_many
 from ..reward import NORM_FILE
 from ..tokenizer import build_tokenizer
 from .common import BuildConfig, sample, write_stage
 from .polish import video_pipeline
+from .sweep import choose_guidance, held_out_prompts, sweep_guidance, sweep_rows, sweep_summary
 from .t2i import image_pipeline
 
 
-def evaluate_generators(out: Path, cfg: BuildConfig) -> dict:
-    """Judge accuracy of both generators on held-out prompts x seeds (null negative)."""
-    _, held = shapes_data.split_prompts()
-    prompts = [held[i % len(held)] for i in range(cfg.eval_prompts)]
+def evaluate_generators(out: Path, cfg: BuildConfig) -> tuple[dict, dict]:
+    """Per generator: the guidance sweep (sweep.py) with null text, then the judge accuracy on held-out
+    prompts x seeds (null negative) at the chosen guidance. Returns (judge figures, sweep summary)."""
+    prompts = held_out_prompts(cfg.eval_prompts)
     rows = [(p, s) for p in prompts for s in range(cfg.eval_seeds)]
     row_prompts, row_seeds = [p for p, _ in rows], [s for _, s in rows]
-    result = {}
-    guidance = {"t2i": cfg.eval_guidance, "t2v": cfg.eval_guidance_t2v}
+    result, tables, swept, chosen = {}, {}, {}, {}
     for name, make_pipe, video in (("t2i", image_pipeline, False), ("t2v", video_pipeline, True)):
         pipe = make_pipe(out)
         pipe.set_progress_bar_config(disable=True)
+        swept[name] = sweep_rows(cfg, name)
+        tables[name] = sweep_guidance(pipe, *swept[name], video=video, steps=cfg.eval_steps)
+        chosen[name] = choose_guidance(tables[name])
         frames = sample(
-            pipe, row_prompts, row_seeds, video=video, steps=cfg.eval_steps, guidance=guidance[name]
+            pipe, row_prompts, row_seeds, video=video, steps=cfg.eval_steps, guidance=chosen[name]
         )
         result[name] = judge_many(list(frames), row_prompts)
-    result["settings"] = {"steps": cfg.eval_steps, "guidance": guidance, "seeds": cfg.eval_seeds}
-    return result
+    result["settings"] = {"steps": cfg.eval_steps, "guidance": chosen, "seeds": cfg.eval_seeds}
+    return result, sweep_summary(tables, swept, cfg.eval_steps)
 
 
 def export(out: Path, cfg: BuildConfig) -> None:
     from transformers import CLIPModel
 
-    evaluation = evaluate_generators(out, cfg)
+    evaluation, sweep = evaluate_generators(out, cfg)
 
     def save(tmp: Path) -> None:
         for name, pipe in (("t2i", image_pipeline(out)), ("t2v", video_pipeline(out))):
@@ -50,4 +54,4 @@ def export(out: Path, cfg: BuildConfig) -> None:
         norm = (out / "reward" / "reward" / NORM_FILE).read_text()
         (tmp / "reward" / NORM_FILE).write_text(norm)
 
-    write_stage(out, "export", save, {"judge": evaluation})
+    write_stage(out, "export", save, {"judge": evaluation, "guidance_sweep": sweep})
