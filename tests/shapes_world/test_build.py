@@ -196,3 +196,22 @@ def test_contrastive_term_swaps_the_shape_word_and_adds_the_hinge():
     other = context + 50.0  # another caption: its loss differs, so the hinge depends on the margin
     assert loss((other, torch.tensor([1.0, 1.0]), -100.0)) == pytest.approx(plain, rel=1e-5)  # gap above it
     assert loss((other, torch.tensor([1.0, 1.0]), 0.1)) > plain
+
+
+def test_export_judge_figures_add_each_shape_and_each_check_failure_rate():
+    from shapes_world import data
+    from shapes_world.build.export import judge_figures
+
+    rng = np.random.default_rng(5)
+    clean = [data.make_sample(rng, video=True, degrade_prob=0.0, artefact_prob=0.0) for _ in range(24)]
+    frames, prompts = [s.frames for s in clean], [s.caption for s in clean]
+    figures = judge_figures(frames, prompts)
+    assert figures["accuracy"] == judge.judge_many(frames, prompts)["accuracy"]
+    asked = {s.attributes.shape for s in clean}
+    assert {f"shape_{s}" for s in asked} <= set(figures)
+    assert all(figures[f"shape_{s}"] >= 0.9 for s in asked)
+    wrong = [data.render(s.attributes, rng, degradations=("wrong_shape",)) for s in clean]
+    wrong_figures = judge_figures(wrong, prompts)
+    assert all(wrong_figures[f"shape_{s}"] <= 0.1 for s in asked)
+    assert wrong_figures["fail_shape"] >= 0.9 and figures["fail_shape"] <= 0.1
+    assert wrong_figures["fail_background"] == 0.0
