@@ -33,6 +33,10 @@ from .judge import CHECKS, judge
 from .world import HANDCRAFTED_NEGATIVE
 
 REFINEMENTS = ("optimize-neg", "optimize-noise", "best-of")
+# The checks a negative can address: the quality modes the data taught the generators (degradations named
+# or not, video artefacts), not what the prompt asks for. Issue 29's headroom criterion counts the samples
+# failing at least one of them (docs/shapes-v2-protocol.md, M2).
+FIXABLE = ("crisp", "steady", "smooth", "unmarked", "unghosted")
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ def run_arms(
             "failures": {
                 k: float(np.mean([j[k] < 1.0 for j in judged if k in j])) for k in CHECKS if k in judged[0]
             },
+            "failed_fixable": float(np.mean([any(j.get(k, 1.0) < 1.0 for k in FIXABLE) for j in judged])),
         }
         scores = None
         if reward is not None:

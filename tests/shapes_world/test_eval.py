@@ -60,3 +60,44 @@ def test_paired_differences_are_per_prompt_against_null_with_a_bootstrap_interva
     assert d["reneg-null (reward)"] == pytest.approx({"mean": -0.05, "low": -0.05, "high": -0.05})
     assert d["same-null (judge)"] == {"mean": 0.0, "low": 0.0, "high": 0.0}
     assert paired_differences({"reneg": per_prompt["reneg"]}) == {}  # no null arm, nothing to pair with
+
+
+def test_v2_pool_script_pools_training_seeds_and_words_the_decision(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    null = [0.80, 0.70, 0.90, 0.60, 0.75, 0.85]
+    per_prompt = {
+        "null": {"judge": null, "reward": null},
+        "handcrafted": {"judge": [x - 0.10 for x in null], "reward": null},
+        "seed0": {"judge": [x + 0.05 for x in null], "reward": null},
+        "seed1": {"judge": [x + 0.03 for x in null], "reward": null},
+    }
+    arm = {"failures": {"crisp": 0.25, "shape": 0.5}, "failed_fixable": 0.3}
+    report = {
+        "model": "shapes-t2v",
+        "prompts": 6,
+        "seeds": 2,
+        "guidance": 2.5,
+        "per_prompt": per_prompt,
+        "arms": {a: arm for a in per_prompt},
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    script = Path(__file__).resolve().parents[2] / "experiments" / "shapes_v2_pool.py"
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), "--pool", "seed0,seed1"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split(" | ")[0].strip("| "): line for line in result.stdout.splitlines() if "| judge |" in line
+    }
+    assert "+0.0400" in rows["reneg-pooled-null"] and "| better |" in rows["reneg-pooled-null"]
+    assert "| worse |" in rows["handcrafted-null"]
+    assert "0.300" in result.stdout  # the headroom share, read from the report
+    bad = subprocess.run(
+        [sys.executable, str(script), str(path), "--pool", "seed9"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "seed9" in bad.stderr
