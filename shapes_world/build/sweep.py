@@ -19,9 +19,10 @@ SWEEP_GUIDANCES = (1.5, 2.0, 2.5, 3.5, 5.0, 7.5)
 # Held-out prompts per generator in the full build's sweep (its first prompts of the export's evaluation
 # list), one seed each. Sized by cost at one thread on the 2-core build machine (docs/shapes.md,
 # "Reproducing"): a t2i sample at 20 steps takes about 0.6 s, a t2v clip at 16x16 latents about 11 s, so
-# the t2i sweep (6 x 20 samples) costs about 1.3 min and the t2v sweep (6 x 6 clips) about 7 min. A build
-# with fewer eval_prompts (the quick build) sweeps proportionally fewer (`sweep_prompts`), at least one.
-SWEEP_PROMPTS = {"t2i": 20, "t2v": 6}
+# the t2i sweep (6 x 40 samples) costs about 2.5 min and the t2v sweep (6 x 12 clips) about 13 min; with 6
+# clips a value could win by one clip's checks (~0.05 of accuracy). A build with fewer eval_prompts (the
+# quick build) sweeps proportionally fewer (`sweep_prompts`), at least one.
+SWEEP_PROMPTS = {"t2i": 40, "t2v": 12}
 # The sweep's seeds: not the export's judge seeds (0 .. eval_seeds - 1), so the judge figure reported at the
 # chosen guidance is measured on other samples than the ones that chose it (no winner's-curse inflation).
 SWEEP_SEEDS = (1000,)
