@@ -49,7 +49,7 @@ def test_the_grid_holds_the_previous_fixed_values_and_guides():
 
 def test_the_sweep_subset_is_held_out_scaled_and_not_the_judge_seeds():
     full, quick = BuildConfig(), BuildConfig.quick()
-    for cfg, sizes in ((full, {"t2i": 20, "t2v": 6}), (quick, {"t2i": 4, "t2v": 1})):
+    for cfg, sizes in ((full, {"t2i": 40, "t2v": 12}), (quick, {"t2i": 8, "t2v": 2})):
         for name, n in sizes.items():
             prompts, seeds = sweep_rows(cfg, name)
             assert prompts == [p for p in held_out_prompts(n) for _ in SWEEP_SEEDS]
