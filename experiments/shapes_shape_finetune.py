@@ -9,13 +9,15 @@ averaged weights are judged). What the loss is:
 - xattn: the same with the motion stage's recipe (cross-attention LR x10, half the batch at t >= 600);
 - pixel: plus L1 + edge loss of the decoded x0 prediction against the image, where t < 600;
 - contrast: plus a hinge that asks the caption to explain the image better than the same caption with
-  another shape word: per image, loss(wrong shape) must exceed loss(asked) by CONTRAST_MARGIN of it.
+  another shape word: per image, loss(wrong shape) must exceed loss(asked) by CONTRAST_MARGIN of it;
+- contrast-all: the same hinge against both other shape words (their mean): `contrast` swaps circle ->
+  square -> triangle -> circle, so a square's caption is never contrasted with "circle".
 
 Why: the shape word is worth +1-2.5% of the UNet's loss (experiments/shapes_word_gain.py) because two shapes
 are close in latent space, so the plain loss gives almost no reason to read it; the contrast term gives one.
 Evaluation: 48 held-out prompts x 2 seeds, 20 DDIM steps, guidance 2.5 and 5; a JSON line per evaluation.
 
-    python experiments/shapes_shape_finetune.py contrast --steps 800 [--save DIR]
+    python experiments/shapes_shape_finetune.py contrast --steps 800 [--save DIR] [--build BUILD_DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import collections
 import copy
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,16 +47,24 @@ PROMPTS = 48  # first held-out prompts, each with 2 seeds
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("variant", choices=("plain", "xattn", "pixel", "contrast"))
+    p.add_argument("variant", choices=("plain", "xattn", "pixel", "contrast", "contrast-all"))
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--save", default=None, metavar="DIR", help="save the EMA UNet here (save_pretrained)")
+    p.add_argument(
+        "--build", default=None, metavar="DIR", help="fine-tune this build's t2i (default: the shipped one)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
     from reneg_video.models.pipeline import load_pipeline
 
-    pipe = load_pipeline("shapes-t2i", "cpu", "float32")  # shipped in float16; trained in float32
+    if args.build:
+        from shapes_world.build.t2i import image_pipeline
+
+        pipe = image_pipeline(Path(args.build))
+    else:
+        pipe = load_pipeline("shapes-t2i", "cpu", "float32")  # shipped in float16; trained in float32
     pipe.set_progress_bar_config(disable=True)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
     scheduler = B.training_scheduler()
@@ -135,14 +146,18 @@ def main() -> None:
                     image = vae.decode(x0[keep] / scale).sample
                     x = B.to_tensor(frames[:, 0])[keep]
                     loss = loss + F.l1_loss(image, x) + edge_loss(image, x)
-            else:  # contrast
-                wrong = encode([wrong_shape(c) for c in dropped])
-                per_wrong = ((unet(noisy, t, encoder_hidden_states=wrong).sample - target) ** 2).mean(
-                    dim=(1, 2, 3)
-                )
+            else:  # contrast: the next shape word of OTHER_SHAPE; contrast-all: both other shape words
                 captioned = torch.tensor([c != "" for c in dropped], dtype=torch.float32)
-                gap = (per_wrong - per) / per.detach()
-                loss = loss + (torch.relu(CONTRAST_MARGIN - gap) * captioned).mean()
+                swaps = [[wrong_shape(c) for c in dropped]]
+                if args.variant == "contrast-all":
+                    swaps.append([wrong_shape(c) for c in swaps[0]])  # OTHER_SHAPE is a 3-cycle
+                for swapped in swaps:
+                    wrong = encode(swapped)
+                    per_wrong = ((unet(noisy, t, encoder_hidden_states=wrong).sample - target) ** 2).mean(
+                        dim=(1, 2, 3)
+                    )
+                    gap = (per_wrong - per) / per.detach()
+                    loss = loss + (torch.relu(CONTRAST_MARGIN - gap) * captioned).mean() / len(swaps)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
